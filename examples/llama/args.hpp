@@ -1,0 +1,100 @@
+// Command-line flags of tessera-llama: parsed strictly, every bad value is an
+// Error naming the flag.
+#pragma once
+
+#include <charconv>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tessera/core/error.hpp"
+#include "tessera/sample/sampler.hpp"
+
+namespace llama_cli {
+
+struct Args {
+  std::string model;
+  std::string prompt = "The meaning of life is";
+  std::string system;  // chat: system prompt (empty: the template's default)
+  int n_predict = 128;
+  int threads = 0;     // 0: OpenMP's default
+  int n_ctx = 0;       // 0: min(training context, 4096)
+  int n_batch = 512;
+  int bench_reps = 3;
+  bool chat = false, bench = false, help = false, print_ids = false;
+  tessera::sample::SamplerParams sampling;
+};
+
+inline const char* usage() {
+  return "usage: tessera-llama [-m MODEL.gguf] [-p PROMPT] [-n N] [options]\n"
+         "  -m, --model PATH       GGUF model (default: the model scripts/fetch-model fetches)\n"
+         "  -p, --prompt TEXT      prompt (default: \"The meaning of life is\")\n"
+         "  -n, --n-predict N      tokens to generate (default 128)\n"
+         "  -t, --threads N        threads (default: all cores)\n"
+         "  -c, --ctx-size N       context length (default: min(training context, 4096))\n"
+         "  -b, --batch-size N     prompt tokens per forward pass (default 512)\n"
+         "      --temp T           temperature, 0 = greedy (default 0.8)\n"
+         "      --top-k K          top-k, 0 = off (default 40)\n"
+         "      --top-p P          nucleus sampling mass (default 0.95)\n"
+         "      --min-p P          min-p threshold (default 0.05)\n"
+         "      --repeat-penalty R repetition penalty, 1 = off (default 1.0)\n"
+         "      --seed S           RNG seed (default 42): a seed and thread count reproduce a run\n"
+         "      --chat             interactive chat with the model's chat template\n"
+         "      --system TEXT      system prompt for --chat\n"
+         "      --bench            prefill (pp128, pp512) and decode (tg128) speed, tokens/s\n"
+         "      --reps N           repetitions per --bench test (default 3)\n"
+         "      --ids              print the generated token ids at the end\n";
+}
+
+namespace detail {
+template <class T>
+T number(std::string_view flag, std::string_view text) {
+  T v{};
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  tessera::check(ec == std::errc() && end == text.data() + text.size(), "invalid value '", text, "' for ", flag);
+  return v;
+}
+}  // namespace detail
+
+/// Parses argv; Error for an unknown flag, a missing or malformed value, or an out-of-range one.
+inline Args parse(int argc, char** argv) {
+  Args a;
+  const std::vector<std::string_view> v(argv + 1, argv + argc);
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string_view f = v[i];
+    auto value = [&]() -> std::string_view {
+      tessera::check(i + 1 < v.size(), "missing value for ", f);
+      return v[++i];
+    };
+    auto integer = [&](int lo) {
+      const int n = detail::number<int>(f, value());
+      tessera::check(n >= lo, f, " must be >= ", lo, ", got ", n);
+      return n;
+    };
+    auto real = [&] { return detail::number<float>(f, value()); };
+    if (f == "-h" || f == "--help") a.help = true;
+    else if (f == "-m" || f == "--model") a.model = value();
+    else if (f == "-p" || f == "--prompt") a.prompt = value();
+    else if (f == "-n" || f == "--n-predict") a.n_predict = integer(0);
+    else if (f == "-t" || f == "--threads") a.threads = integer(1);
+    else if (f == "-c" || f == "--ctx-size") a.n_ctx = integer(1);
+    else if (f == "-b" || f == "--batch-size") a.n_batch = integer(1);
+    else if (f == "--temp") a.sampling.temperature = real();
+    else if (f == "--top-k") a.sampling.top_k = integer(0);
+    else if (f == "--top-p") a.sampling.top_p = real();
+    else if (f == "--min-p") a.sampling.min_p = real();
+    else if (f == "--repeat-penalty") a.sampling.repeat_penalty = real();
+    else if (f == "--seed") a.sampling.seed = detail::number<uint64_t>(f, value());
+    else if (f == "--chat") a.chat = true;
+    else if (f == "--system") a.system = value();
+    else if (f == "--bench") a.bench = true;
+    else if (f == "--reps") a.bench_reps = integer(1);
+    else if (f == "--ids") a.print_ids = true;
+    else tessera::fail("unknown flag '", f, "' (see --help)");
+  }
+  tessera::sample::validate(a.sampling);  // names a bad sampling value
+  return a;
+}
+
+}  // namespace llama_cli

@@ -1,0 +1,186 @@
+// tessera-llama: runs a llama-family GGUF model. Generates from a prompt
+// (streaming), chats with the model's template (--chat), or measures prefill
+// and decode speed (--bench). Bad input prints one line and exits non-zero.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <numeric>
+#include <random>
+#include <string>
+
+#include "args.hpp"
+#include "tessera/core/parallel.hpp"
+#include "tessera/io/chat_template.hpp"
+#include "tessera/io/tokenizer.hpp"
+#include "tessera/io/tokenizer_gguf.hpp"
+#include "tessera/models/llama_context.hpp"
+#include "tessera/runtime/generator.hpp"
+
+using namespace tessera;
+
+namespace {
+
+double peak_rss_mib() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
+
+std::string default_model() {
+  for (const char* p : {TESSERA_DEFAULT_MODEL, "models/SmolLM2-135M-Instruct.Q4_1.gguf"})
+    if (std::filesystem::exists(p)) return p;
+  fail("no model given and the default model is missing: run scripts/fetch-model, or pass -m MODEL.gguf");
+}
+
+void print_stats(const runtime::GenerationResult& r) {
+  std::fprintf(stderr,
+               "\n\nprompt tokens: %d | prefill: %.1f tok/s | decode: %.1f tok/s (%zu tokens) | "
+               "time to first token: %.1f ms | peak memory: %.1f MiB\n",
+               r.n_prompt, r.prefill_tokens_per_s(), r.decode_tokens_per_s(), r.tokens.size(), r.ttft_s * 1e3,
+               peak_rss_mib());
+}
+
+int run_generate(const llama_cli::Args& a, models::LlamaContext& ctx, const io::Tokenizer& tok) {
+  sample::Sampler sampler(a.sampling, ctx.model().config().n_vocab);
+  const auto prompt = tok.encode(a.prompt, /*add_special=*/true, /*parse_special=*/true);
+  check(static_cast<int>(prompt.size()) <= ctx.n_ctx(), "prompt of ", prompt.size(),
+        " tokens is longer than the context of ", ctx.n_ctx(), " tokens (raise -c)");
+  std::fputs(a.prompt.c_str(), stdout);
+  std::fflush(stdout);
+  runtime::GenerationConfig cfg;
+  cfg.max_new_tokens = a.n_predict;
+  const auto r = runtime::generate(ctx, tok, sampler, prompt, cfg, [](std::string_view s) {
+    std::fwrite(s.data(), 1, s.size(), stdout);
+    std::fflush(stdout);
+    return true;
+  });
+  if (a.print_ids) {
+    std::printf("\nids:");
+    for (int32_t t : r.tokens) std::printf(" %d", t);
+  }
+  print_stats(r);
+  return 0;
+}
+
+int run_chat(const llama_cli::Args& a, models::LlamaContext& ctx, const io::Tokenizer& tok,
+             const io::ChatTemplate& tmpl) {
+  sample::Sampler sampler(a.sampling, ctx.model().config().n_vocab);
+  std::vector<io::ChatMessage> messages;
+  if (!a.system.empty()) messages.push_back({"system", a.system});
+  std::vector<int32_t> in_cache;  // tokens the context holds, to reuse the common prefix each turn
+  std::string line;
+  std::fprintf(stderr, "chat with %s: empty line or EOF to quit\n", ctx.model().config().arch.c_str());
+  while (true) {
+    std::fputs("\n> ", stdout);
+    std::fflush(stdout);
+    if (!std::getline(std::cin, line) || line.empty()) break;
+    messages.push_back({"user", line});
+    // Templates that write BOS themselves (llama-2/3) must not get a second one from the tokenizer.
+    const auto all = tok.encode(tmpl.render(messages, /*add_generation_prompt=*/true), !tmpl.renders_bos(), true);
+    const auto common = static_cast<size_t>(
+        std::mismatch(in_cache.begin(), in_cache.end(), all.begin(), all.end()).first - in_cache.begin());
+    const size_t keep = std::min(common, all.size() - 1);  // at least one new token to get logits
+    ctx.truncate(static_cast<int>(keep));
+    runtime::GenerationConfig cfg;
+    cfg.max_new_tokens = std::min(a.n_predict > 0 ? a.n_predict : 512, ctx.n_ctx() - static_cast<int>(all.size()));
+    check(cfg.max_new_tokens > 0, "conversation of ", all.size(), " tokens fills the context of ", ctx.n_ctx());
+    const auto r = runtime::generate(ctx, tok, sampler, std::span(all).subspan(keep), cfg, [](std::string_view s) {
+      std::fwrite(s.data(), 1, s.size(), stdout);
+      std::fflush(stdout);
+      return true;
+    });
+    messages.push_back({"assistant", r.text});
+    in_cache.assign(all.begin(), all.end());
+    in_cache.insert(in_cache.end(), r.tokens.begin(), r.tokens.end());
+    in_cache.resize(static_cast<size_t>(ctx.n_past()));  // the last sampled token was never evaluated
+    print_stats(r);
+  }
+  return 0;
+}
+
+// Median of reps runs of f(), which returns seconds.
+template <class F>
+double median_seconds(int reps, F&& f) {
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) t.push_back(f());
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+int run_bench(const llama_cli::Args& a, const std::shared_ptr<const models::LlamaModel>& model,
+              const std::string& path) {
+  using clock = std::chrono::steady_clock;
+  const auto& c = model->config();
+  std::mt19937 rng(1);
+  std::uniform_int_distribution<int32_t> any_token(0, c.n_vocab - 1);
+  std::printf("| model | size MiB | threads | test | t/s |\n|---|---|---|---|---|\n");
+  const double size_mib = static_cast<double>(std::filesystem::file_size(path)) / (1 << 20);
+  const std::string name = std::filesystem::path(path).filename().string();
+  auto row = [&](const char* test, int n, double s) {
+    std::printf("| %s | %.1f | %d | %s | %.2f |\n", name.c_str(), size_mib, num_threads(), test, n / s);
+    std::fflush(stdout);
+  };
+  for (int n : {128, 512}) {  // prefill: one batch of n tokens into an empty cache, as llama-bench's ppN
+    models::LlamaContext ctx(model, std::max(n, 1024), n);
+    std::vector<int32_t> toks(static_cast<size_t>(n));
+    for (auto& t : toks) t = any_token(rng);
+    ctx.eval(std::span<const int32_t>(toks).first(8));  // warm-up: page in the weights
+    const double s = median_seconds(a.bench_reps, [&] {
+      ctx.reset();
+      const auto t0 = clock::now();
+      ctx.eval(toks);
+      return std::chrono::duration<double>(clock::now() - t0).count();
+    });
+    row(n == 128 ? "pp128" : "pp512", n, s);
+  }
+  {  // decode: 128 single-token steps from an empty cache, as llama-bench's tg128
+    models::LlamaContext ctx(model, 1024, 1);
+    const int32_t first = any_token(rng);
+    ctx.eval(std::span<const int32_t>(&first, 1));
+    const double s = median_seconds(a.bench_reps, [&] {
+      ctx.reset();
+      const auto t0 = clock::now();
+      int32_t t = first;
+      for (int i = 0; i < 128; ++i) {
+        const auto logits = ctx.eval(std::span<const int32_t>(&t, 1));
+        t = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      }
+      return std::chrono::duration<double>(clock::now() - t0).count();
+    });
+    row("tg128", 128, s);
+  }
+  std::fprintf(stderr, "weights read per decoded token: %.1f MiB; peak memory %.1f MiB\n",
+               static_cast<double>(model->weight_bytes_per_token()) / (1 << 20), peak_rss_mib());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const llama_cli::Args a = llama_cli::parse(argc, argv);
+    if (a.help) {
+      std::fputs(llama_cli::usage(), stdout);
+      return 0;
+    }
+    if (a.threads > 0) set_num_threads(a.threads);
+    const std::string path = a.model.empty() ? default_model() : a.model;
+    const auto model = models::LlamaModel::load(path);
+    if (a.bench) return run_bench(a, model, path);
+    const io::Tokenizer tok = io::Tokenizer::from_spec(io::tokenizer_spec_from_gguf(model->file().meta()));
+    models::LlamaContext ctx(model, a.n_ctx, a.n_batch);
+    if (a.chat) {
+      const auto tmpl = io::ChatTemplate::from_source(model->file().meta().get<std::string>("tokenizer.chat_template"));
+      return run_chat(a, ctx, tok, tmpl);
+    }
+    return run_generate(a, ctx, tok);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,26 @@
+// Backend tags, chosen at compile time. backend::scalar is the reference of
+// every kernel; backend::simd uses xsimd batches for the compiler's target
+// (AVX2, AVX-512, NEON, or SSE2 when built without -march=native) plus OpenMP.
+// Every kernel exists with the same signature in both namespaces; model code
+// calls backend::active, which is simd unless TESSERA_BACKEND_SCALAR is defined.
+#pragma once
+
+namespace tessera::backend {
+
+namespace scalar {
+struct Tag { static constexpr const char* name = "scalar"; };
+}  // namespace scalar
+
+namespace simd {
+struct Tag { static constexpr const char* name = "simd"; };
+}  // namespace simd
+
+#if defined(TESSERA_BACKEND_SCALAR)
+namespace active = scalar;
+#else
+namespace active = simd;
+#endif
+
+using Default = active::Tag;
+
+}  // namespace tessera::backend

@@ -1,0 +1,39 @@
+// SwiGLU and residual add with xsimd batches (xsimd::exp is a few ulp from std::exp).
+#pragma once
+
+#include <cmath>
+#include <span>
+
+#include "tessera/backend/simd/load.hpp"
+#include "tessera/core/error.hpp"
+#include "tessera/core/parallel.hpp"
+
+namespace tessera::backend::simd {
+
+/// out[i] = silu(gate[i]) * up[i].  Same contract as scalar::swiglu.
+inline void swiglu(std::span<const float> gate, std::span<const float> up, std::span<float> out) {
+  check(gate.size() == up.size() && up.size() == out.size(), "swiglu: sizes ", gate.size(), ", ", up.size(), ", ",
+        out.size());
+  parallel_for(static_cast<int64_t>(out.size()), 4096, [&](int64_t i0, int64_t i1) {
+    const fbatch one(1.f);
+    int64_t i = i0;
+    for (; i + static_cast<int64_t>(kWidth) <= i1; i += kWidth) {
+      const fbatch g = load(gate.data() + i);
+      (g / (one + xsimd::exp(-g)) * load(up.data() + i)).store_unaligned(out.data() + i);
+    }
+    for (; i < i1; ++i) out[i] = gate[i] / (1.f + std::exp(-gate[i])) * up[i];
+  });
+}
+
+/// out[i] = a[i] + b[i].
+inline void add(std::span<const float> a, std::span<const float> b, std::span<float> out) {
+  check(a.size() == b.size() && b.size() == out.size(), "add: sizes ", a.size(), ", ", b.size(), ", ", out.size());
+  parallel_for(static_cast<int64_t>(out.size()), 16384, [&](int64_t i0, int64_t i1) {
+    int64_t i = i0;
+    for (; i + static_cast<int64_t>(kWidth) <= i1; i += kWidth)
+      (load(a.data() + i) + load(b.data() + i)).store_unaligned(out.data() + i);
+    for (; i < i1; ++i) out[i] = a[i] + b[i];
+  });
+}
+
+}  // namespace tessera::backend::simd

@@ -1,0 +1,113 @@
+// AVX2 decode kernels for q4_0 and q4_1 with two weight blocks per 256-bit
+// register, against activations rearranged once per gemv to match (PairedX).
+#pragma once
+
+#include "tessera/backend/simd/quant_avx2.hpp"
+
+#if defined(TESSERA_QUANT_AVX2)
+
+#include <cstring>
+#include <type_traits>
+
+namespace tessera::backend::simd::avx2 {
+
+/// Two activation blocks arranged to meet two 4-bit weight blocks, so a pair
+/// of weight blocks costs one load, three bit operations, two vpmaddubsw, one
+/// vpmaddwd and one FMA, with both blocks' scales converted together.
+struct alignas(32) PairedX {
+  __m256i lo;          // values 0..15 of block 0, then of block 1
+  __m256i hi;          // values 16..31 likewise
+  __m256i eight_sums;  // q4_0's -8 offset: int16 pair sums of 8 x (vpmaddubsw); with VNNI
+                       // int32 quad sums of -8 x, vpdpbusd's starting value. 0 for q8_1.
+  __m128 scale;        // d_0, s_0, d_1, s_1 (s: q8_1's d * sum; 0 for q8_0)
+};
+
+template <class A>
+PairedX pair_activations(const A& x0, const A& x1) {
+  const auto* p0 = reinterpret_cast<const __m128i*>(x0.qs);
+  const auto* p1 = reinterpret_cast<const __m128i*>(x1.qs);
+  PairedX p;
+  p.lo = _mm256_set_m128i(_mm_loadu_si128(p1), _mm_loadu_si128(p0));
+  p.hi = _mm256_set_m128i(_mm_loadu_si128(p1 + 1), _mm_loadu_si128(p0 + 1));
+  if constexpr (std::is_same_v<A, block_q8_1>) {
+    p.eight_sums = _mm256_setzero_si256();
+    p.scale = _mm_setr_ps(f32(x0.d), f32(x0.s), f32(x1.d), f32(x1.s));
+  } else {
+    const __m256i eights = _mm256_set1_epi8(8);
+#if defined(TESSERA_QUANT_VNNI)
+    p.eight_sums = _mm256_sub_epi32(_mm256_setzero_si256(), dpbusd(dot_u8s8(eights, p.lo), eights, p.hi));
+#else
+    p.eight_sums = _mm256_add_epi16(_mm256_maddubs_epi16(eights, p.lo), _mm256_maddubs_epi16(eights, p.hi));
+#endif
+    p.scale = _mm_setr_ps(f32(x0.d), 0.f, f32(x1.d), 0.f);
+  }
+  return p;
+}
+
+/// Pairs activation blocks 2i, 2i+1 into out[i] for i < n_blocks / 2.
+template <class A>
+void pair_activations(const A* x, int64_t n_blocks, PairedX* out) {
+  for (int64_t i = 0; i < n_blocks / 2; ++i) out[i] = pair_activations(x[2 * i], x[2 * i + 1]);
+}
+
+/// The first 4 bytes of two blocks as 4 floats: [d_0, m_0, d_1, m_1] for
+/// q4_1; for q4_0 lanes 1 and 3 are two nibble bytes read as f16, never used.
+template <class W>
+inline __m128 leading_halves(const W* w) {
+  int32_t a, b;
+  std::memcpy(&a, w, 4);
+  std::memcpy(&b, w + 1, 4);
+  return _mm_cvtph_ps(_mm_setr_epi32(a, b, 0, 0));
+}
+
+/// Sum over a pair of weight blocks into acc (and q4_1's offset terms into acc_m lanes 1, 3).
+template <class W>
+inline void accumulate_pair(const W* w, const PairedX& x, __m256& acc, __m128& acc_m) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  const __m256i v = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[1].qs)),
+                                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[0].qs)));
+  const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+  // int32 lanes 0-3 hold block 0, 4-7 block 1.
+#if defined(TESSERA_QUANT_VNNI)
+  const __m256i s = dpbusd(dpbusd(x.eight_sums, lo, x.lo), hi, x.hi);
+#else
+  // int16 pair sums: |15 x| * 4 + |8 x| * 4 <= 11684, no saturation.
+  __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, x.lo), _mm256_maddubs_epi16(hi, x.hi));
+  if constexpr (std::is_same_v<W, block_q4_0>) p = _mm256_sub_epi16(p, x.eight_sums);
+  const __m256i s = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+#endif
+  const __m128 scales = _mm_mul_ps(leading_halves(w), x.scale);   // d_w d_x, m s, d_w d_x, m s
+  const __m256i lanes = _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2);
+  const __m256 dd = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(scales), lanes);
+  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), dd, acc);
+  if constexpr (std::is_same_v<W, block_q4_1>) acc_m = _mm_add_ps(acc_m, scales);
+}
+
+/// Bytes ahead of the current weight block to prefetch. The weights stream
+/// from DRAM once per token; the hardware prefetchers stop at 4 KB pages, so
+/// without this every page start waits for memory (measured here: +15% GB/s
+/// for q4_0 and +40% for q8_0 on one core).
+inline constexpr int kPrefetchBytes = 2048;
+
+/// dot(w row, x) for a q4_0 / q4_1 row of n_blocks blocks; xp holds n_blocks / 2
+/// pairs, x the original blocks (for an odd last block).
+template <class W, class A>
+float paired_row_dot(const W* w, const PairedX* xp, const A* x, int64_t n_blocks) {
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  __m128 acc_m = _mm_setzero_ps();
+  const int64_t n_pairs = n_blocks / 2;
+  for (int64_t i = 0; i < n_pairs; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(w + 2 * i) + kPrefetchBytes, _MM_HINT_T0);
+    accumulate_pair(w + 2 * i, xp[i], acc[i & 1], acc_m);
+  }
+  Acc tail;
+  if (n_blocks & 1) Kernel<W>::accumulate(Kernel<W>::unpack(w[n_blocks - 1]), x[n_blocks - 1], tail);
+  tail.v = _mm256_add_ps(tail.v, _mm256_add_ps(acc[0], acc[1]));
+  const __m128 m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));  // lane 1: offsets of both pair slots
+  tail.s += _mm_cvtss_f32(_mm_shuffle_ps(m, m, 1));
+  return tail.total();
+}
+
+}  // namespace tessera::backend::simd::avx2
+
+#endif  // TESSERA_QUANT_AVX2

@@ -1,0 +1,47 @@
+// tessera::Error — the one exception type of the library — and the checks that
+// raise it. Messages name the thing at fault (file, tensor, shape, offset).
+#pragma once
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace tessera {
+
+/// Raised for every recoverable failure: bad files, bad shapes, bad flags.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+namespace detail {
+template <class... Parts>
+std::string concat(Parts&&... parts) {
+  std::ostringstream os;
+  (os << ... << std::forward<Parts>(parts));
+  return os.str();
+}
+}  // namespace detail
+
+/// Throws Error with the parts streamed together: fail("tensor ", name, " is ", n, " bytes").
+template <class... Parts>
+[[noreturn]] void fail(Parts&&... parts) {
+  throw Error(detail::concat(std::forward<Parts>(parts)...));
+}
+
+/// Boundary check, kept in every build type.
+template <class... Parts>
+void check(bool ok, Parts&&... parts) {
+  if (!ok) [[unlikely]] fail(std::forward<Parts>(parts)...);
+}
+
+}  // namespace tessera
+
+// Checks inside hot code: shape contracts at block boundaries. They throw in
+// debug builds and compile away under NDEBUG, as the design asks.
+#ifdef NDEBUG
+#define TESSERA_DEBUG_CHECK(cond, ...) ((void)0)
+#else
+#define TESSERA_DEBUG_CHECK(cond, ...) ::tessera::check(static_cast<bool>(cond), __VA_ARGS__)
+#endif

@@ -1,0 +1,66 @@
+// The elementwise vocabulary: exp, log, tanh, sigmoid, silu, gelu, gelu_erf,
+// relu, sqrt, rsqrt, abs, unary -, and + - * / min max between expressions,
+// views, tensors and numbers. Each call only builds a node; nothing is computed.
+//
+// Operators are found by argument-dependent lookup when one side is already a
+// node; to combine two plain views (`x * x`) or call `exp(view)`, bring the
+// names in with `using namespace tessera::expr;` or wrap with `expr::in(view)`.
+#pragma once
+
+#include <utility>
+
+#include "tessera/expr/expr.hpp"
+#include "tessera/expr/ops.hpp"
+
+namespace tessera::expr {
+
+/// Wraps a view or tensor as an expression leaf (or passes a node through).
+template <Tensorish T>
+auto in(T&& x) { return as_expr(std::forward<T>(x)); }
+
+template <class Op, Tensorish T>
+auto make_unary(T&& x) {
+  return Unary<Op, ExprOf<T>>(as_expr(std::forward<T>(x)));
+}
+
+template <class A, class B>
+concept BinaryOperands = Operand<A> && Operand<B> && (Tensorish<A> || Tensorish<B>);
+
+/// The node for a op b; throws Error naming both shapes if they do not broadcast.
+template <class Op, class A, class B>
+  requires BinaryOperands<A, B>
+auto make_binary(A&& a, B&& b) {
+  return Binary<Op, ExprOf<A>, ExprOf<B>>(as_expr(std::forward<A>(a)), as_expr(std::forward<B>(b)));
+}
+
+// Unary functions, shape preserved. [*] -> [*]
+template <Tensorish T> auto exp(T&& x) { return make_unary<op::Exp>(std::forward<T>(x)); }
+template <Tensorish T> auto log(T&& x) { return make_unary<op::Log>(std::forward<T>(x)); }
+template <Tensorish T> auto tanh(T&& x) { return make_unary<op::Tanh>(std::forward<T>(x)); }
+template <Tensorish T> auto sqrt(T&& x) { return make_unary<op::Sqrt>(std::forward<T>(x)); }
+template <Tensorish T> auto rsqrt(T&& x) { return make_unary<op::Rsqrt>(std::forward<T>(x)); }
+template <Tensorish T> auto abs(T&& x) { return make_unary<op::Abs>(std::forward<T>(x)); }
+template <Tensorish T> auto sigmoid(T&& x) { return make_unary<op::Sigmoid>(std::forward<T>(x)); }
+template <Tensorish T> auto silu(T&& x) { return make_unary<op::Silu>(std::forward<T>(x)); }
+template <Tensorish T> auto gelu(T&& x) { return make_unary<op::Gelu>(std::forward<T>(x)); }
+template <Tensorish T> auto gelu_erf(T&& x) { return make_unary<op::GeluErf>(std::forward<T>(x)); }
+template <Tensorish T> auto relu(T&& x) { return make_unary<op::Relu>(std::forward<T>(x)); }
+template <Tensorish T> auto operator-(T&& x) { return make_unary<op::Neg>(std::forward<T>(x)); }
+
+// Binary operators and functions, broadcast. [a...] op [b...] -> [broadcast(a, b)]
+template <class A, class B> requires BinaryOperands<A, B>
+auto operator+(A&& a, B&& b) { return make_binary<op::Add>(std::forward<A>(a), std::forward<B>(b)); }
+template <class A, class B> requires BinaryOperands<A, B>
+auto operator-(A&& a, B&& b) { return make_binary<op::Sub>(std::forward<A>(a), std::forward<B>(b)); }
+template <class A, class B> requires BinaryOperands<A, B>
+auto operator*(A&& a, B&& b) { return make_binary<op::Mul>(std::forward<A>(a), std::forward<B>(b)); }
+template <class A, class B> requires BinaryOperands<A, B>
+auto operator/(A&& a, B&& b) { return make_binary<op::Div>(std::forward<A>(a), std::forward<B>(b)); }
+/// Elementwise std::min(a, b) (a unless b < a).
+template <class A, class B> requires BinaryOperands<A, B>
+auto min(A&& a, B&& b) { return make_binary<op::Min>(std::forward<A>(a), std::forward<B>(b)); }
+/// Elementwise std::max(a, b) (a unless a < b).
+template <class A, class B> requires BinaryOperands<A, B>
+auto max(A&& a, B&& b) { return make_binary<op::Max>(std::forward<A>(a), std::forward<B>(b)); }
+
+}  // namespace tessera::expr

@@ -1,0 +1,134 @@
+// Expression nodes: a tree that only describes elementwise work over float
+// tensors (leaves are strided views, constants are scalars). Evaluators in
+// backend/ walk the tree; nothing here computes a value or names a backend.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+#include "tessera/core/tensor.hpp"
+#include "tessera/expr/broadcast.hpp"
+#include "tessera/expr/ops.hpp"
+
+namespace tessera::expr {
+
+/// Base of every node type; marks a class as an expression.
+struct NodeTag {};
+
+/// A tensor read in place through a view of any strides. Holds no data: the
+/// viewed tensor must outlive the evaluation.
+template <int R>
+class Leaf : public NodeTag {
+  static_assert(R >= 1 && R <= 4, "expression operands have rank 1 to 4");
+
+ public:
+  static constexpr int rank = R;
+  explicit Leaf(const TensorView<const float, R>& v) : view_(v) {}
+  Shape<R> shape() const { return view_.shape(); }
+  const TensorView<const float, R>& view() const { return view_; }
+
+ private:
+  TensorView<const float, R> view_;
+};
+
+/// A float scalar: rank 0, broadcasts against anything.
+class Constant : public NodeTag {
+ public:
+  static constexpr int rank = 0;
+  explicit Constant(float v) : value_(v) {}
+  Shape<0> shape() const { return {}; }
+  float value() const { return value_; }
+
+ private:
+  float value_;
+};
+
+/// Op (a functor of ops.hpp) applied to every element of A.
+template <class Op, class A>
+class Unary : public NodeTag {
+ public:
+  using op_type = Op;
+  static constexpr int rank = A::rank;
+  explicit Unary(A a) : a_(std::move(a)) {}
+  Shape<rank> shape() const { return a_.shape(); }
+  const A& arg() const { return a_; }
+
+ private:
+  A a_;
+};
+
+/// Op applied to A and B broadcast against each other. The shapes are checked
+/// here, when the expression is built, so a bad pair fails at its own line.
+template <class Op, class A, class B>
+class Binary : public NodeTag {
+ public:
+  using op_type = Op;
+  static constexpr int rank = A::rank > B::rank ? A::rank : B::rank;
+  Binary(A a, B b) : a_(std::move(a)), b_(std::move(b)), shape_(broadcast_shape(a_.shape(), b_.shape())) {}
+  Shape<rank> shape() const { return shape_; }
+  const A& lhs() const { return a_; }
+  const B& rhs() const { return b_; }
+
+ private:
+  A a_;
+  B b_;
+  Shape<rank> shape_;
+};
+
+// ---- what may appear as an operand -------------------------------------------
+
+namespace detail {
+template <class T>
+struct FloatViewRank : std::integral_constant<int, 0> {};
+template <int R>
+struct FloatViewRank<TensorView<float, R>> : std::integral_constant<int, R> {};
+template <int R>
+struct FloatViewRank<TensorView<const float, R>> : std::integral_constant<int, R> {};
+
+template <class T>
+struct FloatTensorRank : std::integral_constant<int, 0> {};
+template <int R>
+struct FloatTensorRank<Tensor<float, R>> : std::integral_constant<int, R> {};
+}  // namespace detail
+
+/// An expression node.
+template <class T>
+concept Node = std::is_base_of_v<NodeTag, std::remove_cvref_t<T>>;
+/// A float view of any const-ness.
+template <class T>
+concept FloatView = detail::FloatViewRank<std::remove_cvref_t<T>>::value > 0;
+/// A float tensor passed as an lvalue (a temporary tensor would dangle).
+template <class T>
+concept FloatTensor = std::is_lvalue_reference_v<T> && detail::FloatTensorRank<std::remove_cvref_t<T>>::value > 0;
+/// Anything with a shape that can be read as an expression.
+template <class T>
+concept Tensorish = Node<T> || FloatView<T> || FloatTensor<T>;
+/// A Tensorish or a number (which becomes a Constant).
+template <class T>
+concept Operand = Tensorish<T> || std::is_arithmetic_v<std::remove_cvref_t<T>>;
+
+/// The node for an operand: nodes are copied (they hold views, not data),
+/// views and tensors become leaves, numbers become constants.
+template <Operand T>
+auto as_expr(T&& x) {
+  using U = std::remove_cvref_t<T>;
+  if constexpr (Node<T>) return U(x);
+  else if constexpr (FloatView<T>) return Leaf<detail::FloatViewRank<U>::value>(x);
+  else if constexpr (FloatTensor<T>) return Leaf<detail::FloatTensorRank<U>::value>(std::as_const(x).view());
+  else return Constant(static_cast<float>(x));
+}
+
+template <class T>
+using ExprOf = decltype(as_expr(std::declval<T>()));
+
+/// The writable view of a destination: a float view or an lvalue float tensor.
+template <int R>
+TensorView<float, R> dst_view(const TensorView<float, R>& v) { return v; }
+template <int R>
+TensorView<float, R> dst_view(Tensor<float, R>& t) { return t.view(); }
+
+template <class T>
+concept Destination = requires(T&& d) { dst_view(std::forward<T>(d)); };
+
+}  // namespace tessera::expr

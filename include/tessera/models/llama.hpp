@@ -1,0 +1,95 @@
+// The llama-family decoder: weights bound in place from a GGUF file, and a
+// context (KV cache + activations) that runs the forward pass.
+//
+//   x = embed(tokens)
+//   for each layer:  x = x + Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
+//                    x = x + Wdown · (silu(Wgate·norm(x)) * Wup·norm(x))
+//   logits = Wout · norm(x)
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tessera/io/gguf.hpp"
+#include "tessera/models/llama_config.hpp"
+#include "tessera/nn/embedding.hpp"
+#include "tessera/nn/linear.hpp"
+
+namespace tessera::models {
+
+struct LlamaLayer {
+  std::span<const float> attn_norm, ffn_norm;  // [n_embd]
+  nn::Weight wq, wk, wv, wo;                   // [q_dim, n_embd], [kv_dim, n_embd] x2, [n_embd, q_dim]
+  nn::Weight w_gate, w_up, w_down;             // [n_ff, n_embd] x2, [n_embd, n_ff]
+};
+
+/// A loaded model: the mapped file, its config and weight views into it. Immutable; share it between contexts.
+class LlamaModel {
+ public:
+  /// Opens and validates path. Error names the file, a missing tensor or one of the wrong shape or type.
+  static std::shared_ptr<const LlamaModel> load(const std::string& path) {
+    return std::shared_ptr<const LlamaModel>(new LlamaModel(io::GgufFile::open(path)));
+  }
+  explicit LlamaModel(io::GgufFile file) : file_(std::move(file)), config_(LlamaConfig::from_gguf(file_.meta())) {
+    const LlamaConfig& c = config_;
+    token_embd_ = weight("token_embd.weight", -1, c.n_embd);
+    config_.n_vocab = static_cast<int>(token_embd_.n_out);
+    output_norm_ = norm("output_norm.weight");
+    output_ = file_.find_tensor("output.weight") ? weight("output.weight", c.n_vocab, c.n_embd) : token_embd_;
+    for (int l = 0; l < c.n_layers; ++l) {
+      const std::string b = "blk." + std::to_string(l) + ".";
+      layers_.push_back({norm(b + "attn_norm.weight"), norm(b + "ffn_norm.weight"),
+                         weight(b + "attn_q.weight", c.q_dim(), c.n_embd), weight(b + "attn_k.weight", c.kv_dim(), c.n_embd),
+                         weight(b + "attn_v.weight", c.kv_dim(), c.n_embd), weight(b + "attn_output.weight", c.n_embd, c.q_dim()),
+                         weight(b + "ffn_gate.weight", c.n_ff, c.n_embd), weight(b + "ffn_up.weight", c.n_ff, c.n_embd),
+                         weight(b + "ffn_down.weight", c.n_embd, c.n_ff)});
+    }
+  }
+
+  const LlamaConfig& config() const { return config_; }
+  const io::GgufFile& file() const { return file_; }
+  const nn::Weight& token_embd() const { return token_embd_; }
+  const nn::Weight& output() const { return output_; }
+  std::span<const float> output_norm() const { return output_norm_; }
+  const std::vector<LlamaLayer>& layers() const { return layers_; }
+  /// Bytes of weights one decode step reads (every matrix once, plus the norms).
+  size_t weight_bytes_per_token() const {
+    size_t n = output_.n_bytes() + token_embd_.row_bytes() + output_norm_.size_bytes();
+    for (const auto& l : layers_)
+      for (const nn::Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) n += w->n_bytes();
+    return n;
+  }
+
+ private:
+  // A 2-d weight [n_out, n_in]; n_out < 0 accepts any row count.
+  nn::Weight weight(const std::string& name, int64_t n_out, int64_t n_in) const {
+    const io::GgufTensorInfo& t = file_.tensor(name);
+    check(t.shape.size() == 2 && t.shape[0] == n_in && (n_out < 0 || t.shape[1] == n_out), "tensor '", name,
+          "' has shape ", shape_list(t.shape), ", expected [", n_in, ", ", n_out, "] (GGUF order)");
+    nn::Weight w{static_cast<GgmlType>(t.type), t.data, t.shape[1], t.shape[0]};
+    nn::visit_type(w.type, [&]<class T>() {
+      check(w.n_in % quant_traits<T>::block_size == 0, "tensor '", name, "': row length ", w.n_in,
+            " is not a multiple of the ", quant_traits<T>::name, " block size");
+    });
+    return w;
+  }
+  std::span<const float> norm(const std::string& name) const {
+    const auto v = file_.view1d<float>(name);
+    check(v.dim(0) == config_.n_embd, "tensor '", name, "' has ", v.dim(0), " elements, expected ", config_.n_embd);
+    return {v.data(), static_cast<size_t>(v.dim(0))};
+  }
+  static std::string shape_list(const std::vector<int64_t>& s) {
+    std::string out = "[";
+    for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+    return out + "]";
+  }
+
+  io::GgufFile file_;
+  LlamaConfig config_;
+  nn::Weight token_embd_, output_;
+  std::span<const float> output_norm_;
+  std::vector<LlamaLayer> layers_;
+};
+
+}  // namespace tessera::models

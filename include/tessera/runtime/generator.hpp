@@ -1,0 +1,87 @@
+// The generation loop: prefill the prompt as one batch, then decode a token at
+// a time through the sampler chain, streaming text as it becomes final; stops
+// on an end-of-generation token, a stop string, max tokens or a full context.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tessera/io/tokenizer.hpp"
+#include "tessera/models/llama_context.hpp"
+#include "tessera/runtime/stop_strings.hpp"
+#include "tessera/sample/sampler.hpp"
+
+namespace tessera::runtime {
+
+struct GenerationConfig {
+  int max_new_tokens = 128;
+  bool stop_at_eog = true;                // end-of-generation tokens (EOS, <|im_end|>, ...) end the turn
+  std::vector<std::string> stop_strings;  // text that ends generation; it is not emitted
+};
+
+enum class StopReason { end_of_generation, stop_string, max_tokens, context_full, callback };
+
+struct GenerationResult {
+  std::vector<int32_t> tokens;  // generated ids (the end-of-generation token included, if any)
+  std::string text;             // everything streamed
+  StopReason stop = StopReason::max_tokens;
+  int n_prompt = 0;
+  double prefill_s = 0, decode_s = 0;  // wall time; time to first token = prefill_s + first sample
+  double ttft_s = 0;
+
+  double prefill_tokens_per_s() const { return prefill_s > 0 ? n_prompt / prefill_s : 0; }
+  /// Decode rate over the tokens after the first (each of which is one forward pass).
+  double decode_tokens_per_s() const {
+    return decode_s > 0 && tokens.size() > 1 ? static_cast<double>(tokens.size() - 1) / decode_s : 0;
+  }
+};
+
+/// Called with each piece of final text; return false to stop.
+using OnText = std::function<bool(std::string_view)>;
+
+/// Runs prompt (appended after what ctx already holds) and generates. The sampler sees every
+/// generated token (repetition penalty history).  Error if the prompt does not fit the context.
+inline GenerationResult generate(models::LlamaContext& ctx, const io::Tokenizer& tok, sample::Sampler& sampler,
+                                 std::span<const int32_t> prompt, const GenerationConfig& cfg, const OnText& on_text) {
+  using clock = std::chrono::steady_clock;
+  auto seconds = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
+  check(!prompt.empty(), "generate: empty prompt");
+  check(ctx.n_past() + static_cast<int64_t>(prompt.size()) <= ctx.n_ctx(), "prompt of ", prompt.size(),
+        " tokens (after ", ctx.n_past(), " in the cache) is longer than the context of ", ctx.n_ctx(), " tokens");
+  GenerationResult r;
+  r.n_prompt = static_cast<int>(prompt.size());
+  for (int32_t t : prompt) sampler.accept(t);
+
+  const auto t0 = clock::now();
+  std::span<const float> logits = ctx.eval(prompt);
+  const auto t1 = clock::now();
+  r.prefill_s = seconds(t0, t1);
+
+  io::StreamDecoder decoder(tok);
+  StopStringMatcher stops(cfg.stop_strings);
+  auto emit = [&](const std::string& text) {
+    r.text += text;
+    return text.empty() || !on_text || on_text(text);
+  };
+  r.stop = StopReason::max_tokens;
+  for (int i = 0; i < cfg.max_new_tokens; ++i) {
+    const int32_t token = sampler.sample(logits);
+    sampler.accept(token);
+    r.tokens.push_back(token);
+    if (i == 0) r.ttft_s = seconds(t0, clock::now());
+    if (cfg.stop_at_eog && tok.is_eog(token)) { r.stop = StopReason::end_of_generation; break; }
+    if (!emit(stops.push(decoder.push(token)))) { r.stop = StopReason::callback; break; }
+    if (stops.stopped()) { r.stop = StopReason::stop_string; break; }
+    if (i + 1 == cfg.max_new_tokens) break;
+    if (ctx.n_past() >= ctx.n_ctx()) { r.stop = StopReason::context_full; break; }
+    logits = ctx.eval(std::span<const int32_t>(&token, 1));
+  }
+  if (r.stop != StopReason::stop_string) emit(stops.push(decoder.flush()) + stops.flush());
+  r.decode_s = seconds(t1, clock::now());
+  return r;
+}
+
+}  // namespace tessera::runtime
