@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "tessera/core/error.hpp"
+#include "tessera/kv/kv.hpp"
 #include "tessera/sample/sampler.hpp"
 
 namespace llama_cli {
@@ -23,6 +24,8 @@ struct Args {
   int n_batch = 512;
   int bench_reps = 3;
   bool chat = false, bench = false, help = false, print_ids = false;
+  std::string kv = "static", kv_type = "f32";
+  tessera::kv::KvSpec kv_spec;  // parsed from kv and kv_type
   tessera::sample::SamplerParams sampling;
 };
 
@@ -42,6 +45,8 @@ inline const char* usage() {
          "      --seed S           RNG seed (default 42): a seed and thread count reproduce a run\n"
          "      --chat             interactive chat with the model's chat template\n"
          "      --system TEXT      system prompt for --chat\n"
+         "      --kv KIND          KV cache: static | growing | sliding:W | paged:B (default static)\n"
+         "      --kv-type T        KV storage: f32 | f16 | q8_0 (default f32)\n"
          "      --bench            prefill (pp128, pp512) and decode (tg128) speed, tokens/s\n"
          "      --reps N           repetitions per --bench test (default 3)\n"
          "      --ids              print the generated token ids at the end\n";
@@ -91,9 +96,12 @@ inline Args parse(int argc, char** argv) {
     else if (f == "--bench") a.bench = true;
     else if (f == "--reps") a.bench_reps = integer(1);
     else if (f == "--ids") a.print_ids = true;
+    else if (f == "--kv") a.kv = value();
+    else if (f == "--kv-type") a.kv_type = value();
     else tessera::fail("unknown flag '", f, "' (see --help)");
   }
   tessera::sample::validate(a.sampling);  // names a bad sampling value
+  a.kv_spec = tessera::kv::parse_kv_spec(a.kv, tessera::kv::parse_kv_type(a.kv_type));
   return a;
 }
 

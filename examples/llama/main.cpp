@@ -64,6 +64,9 @@ int run_generate(const llama_cli::Args& a, models::LlamaContext& ctx, const io::
     for (int32_t t : r.tokens) std::printf(" %d", t);
   }
   print_stats(r);
+  const auto mem = ctx.kv_cache().memory();
+  std::fprintf(stderr, "KV cache: %s, %.2f MiB used, %.2f MiB reserved\n", ctx.kv_cache().describe().c_str(),
+               static_cast<double>(mem.used) / (1 << 20), static_cast<double>(mem.reserved) / (1 << 20));
   return 0;
 }
 
@@ -126,7 +129,7 @@ int run_bench(const llama_cli::Args& a, const std::shared_ptr<const models::Llam
     std::fflush(stdout);
   };
   for (int n : {128, 512}) {  // prefill: one batch of n tokens into an empty cache, as llama-bench's ppN
-    models::LlamaContext ctx(model, std::max(n, 1024), n);
+    models::LlamaContext ctx(model, std::max(n, 1024), n, a.kv_spec);
     std::vector<int32_t> toks(static_cast<size_t>(n));
     for (auto& t : toks) t = any_token(rng);
     ctx.eval(std::span<const int32_t>(toks).first(8));  // warm-up: page in the weights
@@ -139,7 +142,7 @@ int run_bench(const llama_cli::Args& a, const std::shared_ptr<const models::Llam
     row(n == 128 ? "pp128" : "pp512", n, s);
   }
   {  // decode: 128 single-token steps from an empty cache, as llama-bench's tg128
-    models::LlamaContext ctx(model, 1024, 1);
+    models::LlamaContext ctx(model, 1024, 1, a.kv_spec);
     const int32_t first = any_token(rng);
     ctx.eval(std::span<const int32_t>(&first, 1));
     const double s = median_seconds(a.bench_reps, [&] {
@@ -173,7 +176,7 @@ int main(int argc, char** argv) {
     const auto model = models::LlamaModel::load(path);
     if (a.bench) return run_bench(a, model, path);
     const io::Tokenizer tok = io::Tokenizer::from_spec(io::tokenizer_spec_from_gguf(model->file().meta()));
-    models::LlamaContext ctx(model, a.n_ctx, a.n_batch);
+    models::LlamaContext ctx(model, a.n_ctx, a.n_batch, a.kv_spec);
     if (a.chat) {
       const auto tmpl = io::ChatTemplate::from_source(model->file().meta().get<std::string>("tokenizer.chat_template"));
       return run_chat(a, ctx, tok, tmpl);

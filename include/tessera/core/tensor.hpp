@@ -116,6 +116,20 @@ class TensorView {
   /// Alias of narrow on the first axis.
   TensorView slice(int64_t begin, int64_t end) const { return narrow(0, begin, end); }
 
+  /// The packed last axis split into [n, last / n] (no copy; other axes keep their
+  /// strides): [T, H * D] rows of a wider matrix become [T, H, D] heads.
+  TensorView<T, Rank + 1> unflatten_last(int64_t n) const {
+    check(n > 0 && shape_[Rank - 1] % n == 0 && (strides_[Rank - 1] == 1 || shape_[Rank - 1] <= 1),
+          "unflatten_last(", n, ") of shape ", shape_str(shape_), " with last stride ", strides_[Rank - 1]);
+    Shape<Rank + 1> sh{}, st{};
+    for (int a = 0; a < Rank - 1; ++a) { sh[a] = shape_[a]; st[a] = strides_[a]; }
+    sh[Rank - 1] = n;
+    sh[Rank] = shape_[Rank - 1] / n;
+    st[Rank - 1] = sh[Rank];
+    st[Rank] = 1;
+    return TensorView<T, Rank + 1>(data_, sh, st);
+  }
+
   /// Swaps two axes (no copy).
   TensorView transpose(int a = 0, int b = 1) const {
     check(a >= 0 && a < Rank && b >= 0 && b < Rank, "transpose(", a, ", ", b, ") on rank ", Rank);

@@ -1,6 +1,7 @@
-// One running sequence of a llama model: its KV cache (contiguous, f32, per
-// layer [n_ctx, n_kv_heads, head_dim]) and every activation buffer, all sized
-// at construction so that eval() allocates nothing.
+// One running sequence of a llama model: its KV cache (any kv/ cache: static,
+// growing, sliding ring or paged; f32, f16 or q8_0) and every activation
+// buffer, all sized at construction so that eval() allocates nothing (a
+// growing cache reallocates when it doubles; a paged one takes pool blocks).
 #pragma once
 
 #include <omp.h>
@@ -10,7 +11,9 @@
 #include <numeric>
 #include <vector>
 
+#include "tessera/kv/kv.hpp"
 #include "tessera/models/llama.hpp"
+#include "tessera/nn/attention.hpp"
 #include "tessera/nn/blocks.hpp"
 #include "tessera/nn/embedding.hpp"
 #include "tessera/nn/linear.hpp"
@@ -19,82 +22,107 @@ namespace tessera::models {
 
 class LlamaContext {
  public:
-  /// n_ctx: positions the cache holds (0: the training context, at most 4096); n_batch: tokens per forward pass.
-  explicit LlamaContext(std::shared_ptr<const LlamaModel> model, int n_ctx = 0, int n_batch = 512)
+  /// n_ctx: most positions (0: the training context, at most 4096); n_batch: tokens per forward pass;
+  /// kv: which cache and storage type (default: static f32).
+  explicit LlamaContext(std::shared_ptr<const LlamaModel> model, int n_ctx = 0, int n_batch = 512,
+                        const kv::KvSpec& kv = {})
       : model_(std::move(model)), c_(model_->config()) {
     n_ctx_ = n_ctx > 0 ? n_ctx : std::min(c_.n_ctx_train, 4096);
     n_batch_ = std::max(1, std::min(n_batch, n_ctx_));
-    const int64_t B = n_batch_, widest = std::max({c_.n_embd, c_.q_dim(), c_.n_ff});
-    x_ = Tensor<float, 2>({B, c_.n_embd});
-    xn_ = Tensor<float, 2>({B, c_.n_embd});
-    tmp_ = Tensor<float, 2>({B, c_.n_embd});
-    q_ = Tensor<float, 2>({B, c_.q_dim()});
-    attn_ = Tensor<float, 2>({B, c_.q_dim()});
-    gate_ = Tensor<float, 2>({B, c_.n_ff});
-    up_ = Tensor<float, 2>({B, c_.n_ff});
-    logits_ = Tensor<float, 2>({1, c_.n_vocab});
-    pos_.resize(static_cast<size_t>(B));
-    for (int l = 0; l < c_.n_layers; ++l) {
-      k_cache_.emplace_back(Shape<2>{n_ctx_, c_.kv_dim()});
-      v_cache_.emplace_back(Shape<2>{n_ctx_, c_.kv_dim()});
-    }
-    ws_ = nn::LinearWorkspace(B, widest);
-    scratch_.resize(backend::scalar::attention_scratch_size(n_ctx_, omp_get_max_threads()));
+    const kv::KvLayout layout{c_.n_layers, c_.n_kv_heads, c_.head_dim, kv.type};
+    init(kv::make_kv_cache(kv, layout, n_ctx_, n_batch_));
   }
+
+  /// An independent context continuing from the same cache contents (paged: shared blocks, copy on write).
+  LlamaContext fork() const { return LlamaContext(*this, kv_->fork()); }
 
   const LlamaModel& model() const { return *model_; }
   int n_ctx() const { return n_ctx_; }
   int n_batch() const { return n_batch_; }
   /// Tokens already in the cache; the next token goes at this position.
-  int n_past() const { return n_past_; }
+  int n_past() const { return static_cast<int>(kv_->size()); }
   /// Forgets everything after position n (n <= n_past): rollback for speculation or a new turn.
-  void truncate(int n) {
-    check(n >= 0 && n <= n_past_, "truncate(", n, ") with ", n_past_, " tokens in the cache");
-    n_past_ = n;
-  }
+  void truncate(int n) { kv_->truncate(n); }
   void reset() { truncate(0); }
-  /// KV cache bytes reserved: 2 * layers * n_ctx * kv_dim * 4.
-  size_t kv_bytes() const { return 2 * k_cache_.size() * k_cache_[0].size_bytes(); }
+  const kv::KvCache& kv_cache() const { return *kv_; }
+  /// KV cache bytes reserved (see kv::KvCache::memory for used bytes).
+  size_t kv_bytes() const { return kv_->memory().reserved; }
 
   /// Appends tokens at positions n_past.. and returns the logits after the last one [n_vocab].
   /// Error when the cache cannot hold them.  Prefill runs as batches of n_batch (matrix-matrix).
   std::span<const float> eval(std::span<const int32_t> tokens) {
     check(!tokens.empty(), "eval: no tokens");
-    check(n_past_ + static_cast<int64_t>(tokens.size()) <= n_ctx_, "context full: ", n_past_, " + ", tokens.size(),
-          " tokens exceed the context of ", n_ctx_);
+    check(n_past() + static_cast<int64_t>(tokens.size()) <= n_ctx_, "context full: ", n_past(), " + ",
+          tokens.size(), " tokens exceed the context of ", n_ctx_);
     for (size_t i = 0; i < tokens.size(); i += static_cast<size_t>(n_batch_))
       forward(tokens.subspan(i, std::min(tokens.size() - i, static_cast<size_t>(n_batch_))));
     return logits_.span();
   }
 
  private:
-  static TensorView<float, 2> rows(Tensor<float, 2>& t, int64_t n) { return t.view().narrow(0, 0, n); }
-  static TensorView<float, 3> heads(TensorView<float, 2> m, int64_t n_heads) {
-    return m.reshape<3>({m.dim(0), n_heads, m.dim(1) / n_heads});
+  LlamaContext(const LlamaContext& o, std::unique_ptr<kv::KvCache> kv)
+      : model_(o.model_), c_(o.c_), n_ctx_(o.n_ctx_), n_batch_(o.n_batch_) {
+    init(std::move(kv));
   }
+  void init(std::unique_ptr<kv::KvCache> kv) {
+    const int64_t B = n_batch_, widest = std::max({c_.n_embd, c_.q_dim(), c_.n_ff});
+    x_ = Tensor<float, 2>({B, c_.n_embd});
+    xn_ = Tensor<float, 2>({B, c_.n_embd});
+    tmp_ = Tensor<float, 2>({B, c_.n_embd});
+    q_ = Tensor<float, 2>({B, c_.q_dim()});
+    k_ = Tensor<float, 2>({B, c_.kv_dim()});
+    v_ = Tensor<float, 2>({B, c_.kv_dim()});
+    attn_ = Tensor<float, 2>({B, c_.q_dim()});
+    gate_ = Tensor<float, 2>({B, c_.n_ff});
+    up_ = Tensor<float, 2>({B, c_.n_ff});
+    logits_ = Tensor<float, 2>({1, c_.n_vocab});
+    pos_.resize(static_cast<size_t>(B));
+    kv_ = std::move(kv);
+    segs_.reserve(kv_->max_segments());
+    ws_ = nn::LinearWorkspace(B, widest);
+    const int64_t max_keys = kv_->window() ? kv_->window() + n_batch_ : n_ctx_;
+    attn_ws_.reserve_bound(B, c_.n_heads, c_.n_kv_heads, c_.head_dim, max_keys);
+  }
+
+  static TensorView<float, 2> rows(Tensor<float, 2>& t, int64_t n) { return t.view().narrow(0, 0, n); }
+  static TensorView<float, 3> heads(TensorView<float, 2> m, int64_t n_heads) { return m.unflatten_last(n_heads); }
 
   void forward(std::span<const int32_t> tokens) {
     const auto T = static_cast<int64_t>(tokens.size());
-    const int64_t p0 = n_past_;
+    const int64_t p0 = kv_->size();
+    kv_->begin_append(T);
+    try {
+      forward_layers(tokens, p0);
+    } catch (...) {
+      kv_->cancel_append();  // the cache keeps exactly the positions it had
+      throw;
+    }
+    kv_->end_append();
+  }
+
+  void forward_layers(std::span<const int32_t> tokens, int64_t p0) {
+    const auto T = static_cast<int64_t>(tokens.size());
     std::iota(pos_.begin(), pos_.begin() + T, static_cast<int32_t>(p0));
     const std::span<const int32_t> pos(pos_.data(), static_cast<size_t>(T));
-    auto x = rows(x_, T), xn = rows(xn_, T), tmp = rows(tmp_, T), q = rows(q_, T), attn = rows(attn_, T),
-         gate = rows(gate_, T), up = rows(up_, T);
+    auto x = rows(x_, T), xn = rows(xn_, T), tmp = rows(tmp_, T), q = rows(q_, T), k = rows(k_, T), v = rows(v_, T),
+         attn = rows(attn_, T), gate = rows(gate_, T), up = rows(up_, T);
     nn::embedding(model_->token_embd(), tokens, x);
-    const float scale = 1.f / std::sqrt(static_cast<float>(c_.head_dim));
+    AttentionParams ap;
+    ap.scale = 1.f / std::sqrt(static_cast<float>(c_.head_dim));
+    ap.mask = kv_->window() ? AttentionMask::sliding(kv_->window()) : AttentionMask::causal();
+    ap.q_pos0 = p0;
     for (size_t l = 0; l < model_->layers().size(); ++l) {
       const LlamaLayer& w = model_->layers()[l];
-      auto k_new = k_cache_[l].view().narrow(0, p0, p0 + T), v_new = v_cache_[l].view().narrow(0, p0, p0 + T);
-      // attention: K and V are written straight into the cache
+      // attention: the new K/V rows go into the cache, then attention reads the cache
       nn::rms_norm(x, w.attn_norm, c_.rms_eps, xn);
       nn::linear(w.wq, xn, q, ws_);
-      nn::linear(w.wk, xn, k_new, ws_);
-      nn::linear(w.wv, xn, v_new, ws_);
+      nn::linear(w.wk, xn, k, ws_);
+      nn::linear(w.wv, xn, v, ws_);
       nn::rope(heads(q, c_.n_heads), pos, c_.rope);
-      nn::rope(heads(k_new, c_.n_kv_heads), pos, c_.rope);
-      const auto k_all = heads(k_cache_[l].view().narrow(0, 0, p0 + T), c_.n_kv_heads);
-      const auto v_all = heads(v_cache_[l].view().narrow(0, 0, p0 + T), c_.n_kv_heads);
-      nn::attention_causal(heads(q, c_.n_heads), k_all, v_all, p0, scale, heads(attn, c_.n_heads), scratch_);
+      nn::rope(heads(k, c_.n_kv_heads), pos, c_.rope);
+      kv_->write(static_cast<int>(l), k, v);
+      nn::attention(heads(q, c_.n_heads), kv_->source(static_cast<int>(l), segs_), ap, heads(attn, c_.n_heads),
+                    attn_ws_);
       nn::linear(w.wo, attn, tmp, ws_);
       nn::add(x.span(), tmp.span(), x.span());
       // feed-forward
@@ -109,17 +137,17 @@ class LlamaContext {
     auto last = x.narrow(0, T - 1, T), last_n = xn.narrow(0, 0, 1);
     nn::rms_norm(last, model_->output_norm(), c_.rms_eps, last_n);
     nn::linear(model_->output(), last_n, logits_.view(), ws_);
-    n_past_ += static_cast<int>(T);
   }
 
   std::shared_ptr<const LlamaModel> model_;
   LlamaConfig c_;  // a copy: keeps the context movable
-  int n_ctx_ = 0, n_batch_ = 0, n_past_ = 0;
-  Tensor<float, 2> x_, xn_, tmp_, q_, attn_, gate_, up_, logits_;
-  std::vector<Tensor<float, 2>> k_cache_, v_cache_;  // per layer [n_ctx, kv_dim]
+  int n_ctx_ = 0, n_batch_ = 0;
+  Tensor<float, 2> x_, xn_, tmp_, q_, k_, v_, attn_, gate_, up_, logits_;
+  std::unique_ptr<kv::KvCache> kv_;
+  std::vector<KvSegment> segs_;
   std::vector<int32_t> pos_;
   nn::LinearWorkspace ws_;
-  std::vector<float> scratch_;
+  nn::AttentionWorkspace attn_ws_;
 };
 
 }  // namespace tessera::models

@@ -1,5 +1,5 @@
 // The transformer blocks as functions over views, on the compile-time default
-// backend: norms, rotary embedding, causal GQA attention, SwiGLU, residual add.
+// backend: norms, rotary embedding, SwiGLU, residual add (attention: nn/attention.hpp).
 // Each forwards to backend::active, whose scalar twin is the reference.
 #pragma once
 
@@ -7,11 +7,9 @@
 
 #include "tessera/backend/backend.hpp"
 #include "tessera/backend/scalar/activation.hpp"
-#include "tessera/backend/scalar/attention.hpp"
 #include "tessera/backend/scalar/norm.hpp"
 #include "tessera/backend/scalar/rope.hpp"
 #include "tessera/backend/simd/activation.hpp"
-#include "tessera/backend/simd/attention.hpp"
 #include "tessera/backend/simd/norm.hpp"
 #include "tessera/backend/simd/rope.hpp"
 
@@ -29,11 +27,6 @@ inline void layer_norm(TensorView<const float, 2> x, std::span<const float> w, s
 /// x [n_tokens, n_heads, head_dim] rotated in place; pos [n_tokens].
 inline void rope(TensorView<float, 3> x, std::span<const int32_t> pos, const RopeParams& p) {
   backend::active::rope(x, pos, p);
-}
-/// Causal attention; q, out [n_tokens, n_heads, head_dim]; k, v [n_kv, n_kv_heads, head_dim]; queries at pos0...
-inline void attention_causal(TensorView<const float, 3> q, TensorView<const float, 3> k, TensorView<const float, 3> v,
-                             int64_t pos0, float scale, TensorView<float, 3> out, std::span<float> scratch) {
-  backend::active::attention_causal(q, k, v, pos0, scale, out, scratch);
 }
 /// out = silu(gate) * up, elementwise.
 inline void swiglu(std::span<const float> gate, std::span<const float> up, std::span<float> out) {

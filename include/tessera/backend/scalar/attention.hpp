@@ -1,59 +1,72 @@
-// Reference causal attention with grouped KV heads: for query token t at
-// position pos0 + t and head h, out = softmax(q K^T * scale) V over the keys at
-// positions <= pos0 + t of KV head h / (n_heads / n_kv_heads).
+// Reference attention: out[t, h] = softmax_j(scale * q[t, h] . k[j, g]) v[j, g]
+// over the keys j the mask lets query t see, with g = h / (n_heads / n_kv_heads)
+// (MHA when equal, GQA in between, MQA with one KV head). Plain loops, double
+// accumulation: the truth the SIMD naive and flash paths are tested against.
 #pragma once
 
 #include <cmath>
+#include <cstring>
 #include <limits>
-#include <span>
+#include <vector>
 
-#include "tessera/core/error.hpp"
-#include "tessera/core/tensor.hpp"
+#include "tessera/backend/attention_params.hpp"
+#include "tessera/core/half.hpp"
+#include "tessera/core/quant.hpp"
 
 namespace tessera::backend::scalar {
 
-namespace detail {
-inline void check_attention_shapes(const TensorView<const float, 3>& q, const TensorView<const float, 3>& k,
-                                   const TensorView<const float, 3>& v, int64_t pos0,
-                                   const TensorView<float, 3>& out) {
-  check(k.shape() == v.shape() && q.dim(2) == k.dim(2) && out.shape() == q.shape(), "attention: q ",
-        shape_str(q.shape()), ", k ", shape_str(k.shape()), ", v ", shape_str(v.shape()), ", out ",
-        shape_str(out.shape()));
-  check(k.dim(1) > 0 && q.dim(1) % k.dim(1) == 0, "attention: ", q.dim(1), " query heads are not a multiple of ",
-        k.dim(1), " KV heads");
-  check(pos0 >= 0 && pos0 + q.dim(0) <= k.dim(0), "attention: queries at positions [", pos0, ", ", pos0 + q.dim(0),
-        ") but only ", k.dim(0), " keys");
+/// Converts one head row of d stored values (f32, f16 or q8_0) to f32.
+inline void load_kv_row(KvType type, const std::byte* src, int64_t d, float* out) {
+  switch (type) {
+    case KvType::f32: std::memcpy(out, src, static_cast<size_t>(d) * sizeof(float)); return;
+    case KvType::f16: {
+      const auto* h = reinterpret_cast<const f16*>(src);
+      for (int64_t i = 0; i < d; ++i) out[i] = static_cast<float>(h[i]);
+      return;
+    }
+    case KvType::q8_0:
+      dequantize_row(std::span(reinterpret_cast<const block_q8_0*>(src), static_cast<size_t>(d / QK8_0)),
+                     std::span(out, static_cast<size_t>(d)));
+      return;
+  }
 }
-}  // namespace detail
 
-/// Scratch floats attention_causal needs: one score row per thread.
-inline size_t attention_scratch_size(int64_t n_kv, int n_threads) { return static_cast<size_t>(n_kv) * n_threads; }
-
-/// q, out [n_tokens, n_heads, head_dim]; k, v [n_kv, n_kv_heads, head_dim] with n_kv >= pos0 + n_tokens.
-/// scratch: attention_scratch_size(n_kv, threads) floats.  O(n_tokens n_heads n_kv head_dim).
-inline void attention_causal(TensorView<const float, 3> q, TensorView<const float, 3> k, TensorView<const float, 3> v,
-                             int64_t pos0, float scale, TensorView<float, 3> out, std::span<float> scratch) {
-  detail::check_attention_shapes(q, k, v, pos0, out);
-  check(scratch.size() >= static_cast<size_t>(k.dim(0)), "attention: scratch too small");
-  const int64_t group = q.dim(1) / k.dim(1), d = q.dim(2);
+/// q, out [n_q, n_heads, head_dim]; keys and values from kv; query t sits at
+/// position p.q_pos0 + t.  A query that sees no key gets a zero row.
+/// O(n_q n_heads n_keys head_dim); allocates its own scratch (it is the reference).
+inline void attention(TensorView<const float, 3> q, const KvSource& kv, const AttentionParams& p,
+                      TensorView<float, 3> out) {
+  tessera::detail::check_attention(q, kv, out);
+  const int64_t d = q.dim(2), group = q.dim(1) / kv.n_kv_heads;
+  std::vector<float> kr(static_cast<size_t>(d)), vr(static_cast<size_t>(d));
+  std::vector<double> s, acc(static_cast<size_t>(d));
   for (int64_t t = 0; t < q.dim(0); ++t) {
-    const int64_t n_keys = pos0 + t + 1;
+    const int64_t qp = p.q_pos0 + t;
     for (int64_t h = 0; h < q.dim(1); ++h) {
       const int64_t g = h / group;
-      float mx = -std::numeric_limits<float>::infinity();
-      for (int64_t j = 0; j < n_keys; ++j) {
-        float s = 0;
-        for (int64_t i = 0; i < d; ++i) s += q(t, h, i) * k(j, g, i);
-        scratch[j] = s * scale;
-        mx = std::max(mx, scratch[j]);
-      }
+      s.clear();
+      double mx = -std::numeric_limits<double>::infinity();
+      for (const KvSegment& seg : kv.segments)
+        for (int64_t j = 0; j < seg.n; ++j) {
+          if (!p.mask.visible(qp, seg.pos0 + j)) continue;
+          load_kv_row(kv.type, kv.k_row(seg, j, g), d, kr.data());
+          double dot = 0;
+          for (int64_t i = 0; i < d; ++i) dot += static_cast<double>(q(t, h, i)) * kr[static_cast<size_t>(i)];
+          s.push_back(dot * p.scale);
+          mx = std::max(mx, s.back());
+        }
+      std::fill(acc.begin(), acc.end(), 0.0);
       double sum = 0;
-      for (int64_t j = 0; j < n_keys; ++j) sum += (scratch[j] = std::exp(scratch[j] - mx));
-      for (int64_t i = 0; i < d; ++i) {
-        double acc = 0;
-        for (int64_t j = 0; j < n_keys; ++j) acc += static_cast<double>(scratch[j]) * v(j, g, i);
-        out(t, h, i) = static_cast<float>(acc / sum);
-      }
+      size_t n = 0;
+      for (const KvSegment& seg : kv.segments)
+        for (int64_t j = 0; j < seg.n; ++j) {
+          if (!p.mask.visible(qp, seg.pos0 + j)) continue;
+          const double w = std::exp(s[n++] - mx);
+          sum += w;
+          load_kv_row(kv.type, kv.v_row(seg, j, g), d, vr.data());
+          for (int64_t i = 0; i < d; ++i) acc[static_cast<size_t>(i)] += w * vr[static_cast<size_t>(i)];
+        }
+      for (int64_t i = 0; i < d; ++i) out(t, h, i) = n ? static_cast<float>(acc[static_cast<size_t>(i)] / sum) : 0.f;
     }
   }
 }

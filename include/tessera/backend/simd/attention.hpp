@@ -1,7 +1,18 @@
-// Causal grouped-query attention for decode and short prefill: scores for one
-// (token, head) row at a time in per-thread scratch, parallel over rows. K/V
-// are read in place from the cache (never copied per query head). The
-// flash-tiled variant for long sequences lives with the attention family.
+// Attention on xsimd + OpenMP, two algorithms with the scalar reference's
+// contract (backend/scalar/attention.hpp):
+//
+//   naive  one head per work item: the [n_q, n_keys] score matrix S = scale QK^T
+//          (masked entries -inf), row softmax, then P V.  Scratch n_q n_keys
+//          floats per thread: quadratic, so only for short sequences and decode.
+//   flash  work items of (query tile, KV head, some of its query heads); keys in
+//          tiles of kKeyTile with an online softmax: per row a running max m,
+//          sum l and output acc, and for each new tile with max m' >= m,
+//          acc <- acc e^(m - m') + sum_j e^(s_j - m') v_j, l likewise.  Scratch is
+//          O(tile) per thread whatever the length; the query heads that share a
+//          KV head are in one item, so a K/V tile is read (and converted from
+//          f16/q8_0) once for all of them.
+//
+// K and V stay where the cache keeps them; f32 rows are read in place.
 #pragma once
 
 #include <omp.h>
@@ -16,7 +27,9 @@
 
 namespace tessera::backend::simd {
 
-using scalar::attention_scratch_size;
+inline constexpr int64_t kKeyTile = 64;     // keys per flash tile: S tile + K/V tiles stay in L1/L2
+inline constexpr int64_t kQueryTile = 16;   // query tokens per flash work item
+inline constexpr size_t kNaiveMaxScores = size_t{1} << 16;  // automatic: naive while S fits 256 KiB
 
 namespace detail {
 inline float dot(const float* a, const float* b, int64_t n) {
@@ -33,7 +46,13 @@ inline void axpy(float a, const float* x, float* y, int64_t n) {
   for (; i + static_cast<int64_t>(kWidth) <= n; i += kWidth) xsimd::fma(av, load(x + i), load(y + i)).store_unaligned(y + i);
   for (; i < n; ++i) y[i] += a * x[i];
 }
-// In place: s[j] = exp(s[j] - max); returns the sum.
+inline void scale_row(float a, float* y, int64_t n) {
+  const fbatch av(a);
+  int64_t i = 0;
+  for (; i + static_cast<int64_t>(kWidth) <= n; i += kWidth) (av * load(y + i)).store_unaligned(y + i);
+  for (; i < n; ++i) y[i] *= a;
+}
+// In place: s[j] = exp(s[j] - mx) (-inf entries become 0); returns the sum.
 inline float exp_shifted(float* s, int64_t n, float mx) {
   const fbatch m(mx);
   fbatch acc(0.f);
@@ -47,33 +66,187 @@ inline float exp_shifted(float* s, int64_t n, float mx) {
   for (; j < n; ++j) sum += (s[j] = std::exp(s[j] - mx));
   return sum;
 }
+inline float max_of(const float* s, int64_t n) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, s[j]);
+  return mx;
+}
+// One stored head row as f32: in place for f32, else converted into buf.
+inline const float* kv_row_f32(KvType type, const std::byte* src, int64_t d, float* buf) {
+  if (type == KvType::f32) return reinterpret_cast<const float*>(src);
+  if (type == KvType::f16) {
+    to_float(reinterpret_cast<const f16*>(src), buf, static_cast<size_t>(d));
+    return buf;
+  }
+  scalar::load_kv_row(type, src, d, buf);
+  return buf;
+}
+inline AttentionAlgo resolve(AttentionAlgo a, int64_t n_q, int64_t n_keys) {
+  if (a != AttentionAlgo::automatic) return a;
+  return static_cast<size_t>(n_q) * static_cast<size_t>(n_keys) <= kNaiveMaxScores ? AttentionAlgo::naive
+                                                                                    : AttentionAlgo::flash;
+}
 }  // namespace detail
 
-/// Same contract as scalar::attention_causal; head rows (last axis) must be packed.
-inline void attention_causal(TensorView<const float, 3> q, TensorView<const float, 3> k, TensorView<const float, 3> v,
-                             int64_t pos0, float scale, TensorView<float, 3> out, std::span<float> scratch) {
-  scalar::detail::check_attention_shapes(q, k, v, pos0, out);
-  check(q.stride(2) == 1 && k.stride(2) == 1 && v.stride(2) == 1 && out.stride(2) == 1,
-        "attention: head rows must be packed");
-  const int64_t n_kv = k.dim(0), n_heads = q.dim(1), group = n_heads / k.dim(1), d = q.dim(2);
-  check(scratch.size() >= attention_scratch_size(n_kv, num_threads()), "attention: scratch of ", scratch.size(),
-        " floats, need ", attention_scratch_size(n_kv, num_threads()));
-  parallel_for(q.dim(0) * n_heads, 1, [&](int64_t r0, int64_t r1) {
-    float* s = scratch.data() + static_cast<int64_t>(omp_get_thread_num()) * n_kv;
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t t = r / n_heads, h = r % n_heads, g = h / group, n_keys = pos0 + t + 1;
-      const float* qr = &q(t, h, 0);
-      float mx = -std::numeric_limits<float>::infinity();
-      for (int64_t j = 0; j < n_keys; ++j) {
-        s[j] = detail::dot(qr, k.data() + j * k.stride(0) + g * k.stride(1), d) * scale;
-        mx = std::max(mx, s[j]);
+/// Scratch floats attention() needs for n_q queries with n_heads heads over kv
+/// with `threads` threads.  naive: threads (n_q n_keys + n_q + 2 head_dim);
+/// flash: threads (R (kKeyTile + head_dim + 2) + 2 kKeyTile head_dim) with
+/// R = min(n_q, kQueryTile) n_heads / n_kv_heads rows per item.
+inline size_t attention_scratch_floats(int64_t n_q, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                                       int64_t n_keys, AttentionAlgo algo, int threads) {
+  const auto t = static_cast<size_t>(std::max(1, threads));
+  if (detail::resolve(algo, n_q, n_keys) == AttentionAlgo::naive)
+    return t * static_cast<size_t>(n_q * n_keys + n_q + 2 * head_dim);
+  const int64_t rows = std::min(n_q, kQueryTile) * (n_heads / std::max<int64_t>(1, n_kv_heads));
+  return t * static_cast<size_t>(rows * (kKeyTile + head_dim + 2) + 2 * kKeyTile * head_dim);
+}
+
+namespace detail {
+
+inline void attention_naive(TensorView<const float, 3> q, const KvSource& kv, const AttentionParams& p,
+                            TensorView<float, 3> out, std::span<float> scratch, size_t per_thread) {
+  const int64_t n_q = q.dim(0), n_heads = q.dim(1), d = q.dim(2), group = n_heads / kv.n_kv_heads;
+  const int64_t n_keys = kv.n_keys();
+  const float ninf = -std::numeric_limits<float>::infinity();
+  parallel_for(n_heads, 1, [&](int64_t h0, int64_t h1) {
+    float* S = scratch.data() + static_cast<size_t>(omp_get_thread_num()) * per_thread;
+    float* inv = S + n_q * n_keys;
+    float* buf = inv + n_q;
+    for (int64_t h = h0; h < h1; ++h) {
+      const int64_t g = h / group;
+      int64_t col = 0;  // S column of the segment's first key
+      for (const KvSegment& seg : kv.segments) {
+        for (int64_t j = 0; j < seg.n; ++j) {
+          const float* kr = kv_row_f32(kv.type, kv.k_row(seg, j, g), d, buf);
+          for (int64_t t = 0; t < n_q; ++t)
+            S[t * n_keys + col + j] =
+                p.mask.visible(p.q_pos0 + t, seg.pos0 + j) ? dot(&q(t, h, 0), kr, d) * p.scale : ninf;
+        }
+        col += seg.n;
       }
-      const float inv = 1.f / detail::exp_shifted(s, n_keys, mx);
-      float* o = &out(t, h, 0);
-      std::fill(o, o + d, 0.f);
-      for (int64_t j = 0; j < n_keys; ++j) detail::axpy(s[j] * inv, v.data() + j * v.stride(0) + g * v.stride(1), o, d);
+      for (int64_t t = 0; t < n_q; ++t) {
+        float* row = S + t * n_keys;
+        const float mx = max_of(row, n_keys);
+        if (mx == ninf) {  // sees no key
+          std::fill(row, row + n_keys, 0.f);
+          inv[t] = 0.f;
+        } else {
+          inv[t] = 1.f / exp_shifted(row, n_keys, mx);
+        }
+        std::fill(&out(t, h, 0), &out(t, h, 0) + d, 0.f);
+      }
+      col = 0;
+      for (const KvSegment& seg : kv.segments) {
+        for (int64_t j = 0; j < seg.n; ++j) {
+          const float* vr = kv_row_f32(kv.type, kv.v_row(seg, j, g), d, buf + d);
+          for (int64_t t = 0; t < n_q; ++t) {
+            const float w = S[t * n_keys + col + j];
+            if (w != 0.f) axpy(w * inv[t], vr, &out(t, h, 0), d);
+          }
+        }
+        col += seg.n;
+      }
     }
   });
+}
+
+inline void attention_flash(TensorView<const float, 3> q, const KvSource& kv, const AttentionParams& p,
+                            TensorView<float, 3> out, std::span<float> scratch, size_t per_thread) {
+  const int64_t n_q = q.dim(0), n_heads = q.dim(1), d = q.dim(2), n_kv = kv.n_kv_heads, group = n_heads / n_kv;
+  const int64_t q_tile = std::min(n_q, kQueryTile), n_qt = (n_q + q_tile - 1) / q_tile;
+  // Split a KV head's query heads over items only when there would be too few items to share.
+  const int threads = num_threads();
+  int64_t split = 1;
+  while (n_qt * n_kv * split < 2 * threads && split < group) {
+    ++split;
+    while (group % split) ++split;
+  }
+  const int64_t hp = group / split, n_items = n_qt * n_kv * split;
+  const float ninf = -std::numeric_limits<float>::infinity();
+
+  parallel_for(n_items, 1, [&](int64_t i0, int64_t i1) {
+    const int64_t R = q_tile * hp;
+    float* S = scratch.data() + static_cast<size_t>(omp_get_thread_num()) * per_thread;
+    float* acc = S + R * kKeyTile;
+    float* m = acc + R * d;
+    float* l = m + R;
+    float* kt = l + R;
+    float* vt = kt + kKeyTile * d;
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t qt = item / (n_kv * split), rest = item % (n_kv * split);
+      const int64_t g = rest / split, h0 = g * group + (rest % split) * hp;
+      const int64_t t0 = qt * q_tile, nt = std::min(q_tile, n_q - t0), rows = nt * hp;
+      std::fill(acc, acc + rows * d, 0.f);
+      std::fill(m, m + rows, ninf);
+      std::fill(l, l + rows, 0.f);
+      // Keys any query of the tile may see: masks are monotone in the query position.
+      const int64_t vis_lo = p.mask.lo(p.q_pos0 + t0), vis_hi = p.mask.hi(p.q_pos0 + t0 + nt - 1);
+      for (const KvSegment& seg : kv.segments) {
+        for (int64_t j0 = 0; j0 < seg.n; j0 += kKeyTile) {
+          const int64_t nk = std::min(kKeyTile, seg.n - j0), kp0 = seg.pos0 + j0;
+          if (kp0 + nk <= vis_lo || kp0 >= vis_hi) continue;
+          // K/V rows of the tile as f32: in place, or converted once for every row of the item.
+          const float* krow[kKeyTile];
+          const float* vrow[kKeyTile];
+          for (int64_t j = 0; j < nk; ++j) {
+            krow[j] = kv_row_f32(kv.type, kv.k_row(seg, j0 + j, g), d, kt + j * d);
+            vrow[j] = kv_row_f32(kv.type, kv.v_row(seg, j0 + j, g), d, vt + j * d);
+          }
+          for (int64_t r = 0; r < rows; ++r) {
+            const int64_t t = t0 + r / hp, h = h0 + r % hp, qp = p.q_pos0 + t;
+            const int64_t lo = p.mask.lo(qp), hi = p.mask.hi(qp);
+            if (kp0 + nk <= lo || kp0 >= hi) continue;
+            float* s = S + r * kKeyTile;
+            const float* qr = &q(t, h, 0);
+            // (compared before subtracting: lo and hi may be the int64 extremes)
+            const int64_t ja = lo > kp0 ? lo - kp0 : 0, jb = hi < kp0 + nk ? hi - kp0 : nk;
+            std::fill(s, s + ja, ninf);
+            for (int64_t j = ja; j < jb; ++j) s[j] = dot(qr, krow[j], d) * p.scale;
+            std::fill(s + jb, s + nk, ninf);
+            const float mt = max_of(s + ja, jb - ja), m_new = std::max(m[r], mt);
+            float* a = acc + r * d;
+            if (m[r] != m_new && m[r] != ninf) {
+              const float corr = std::exp(m[r] - m_new);
+              l[r] *= corr;
+              scale_row(corr, a, d);
+            }
+            m[r] = m_new;
+            for (int64_t j = ja; j < jb; ++j) {
+              const float w = std::exp(s[j] - m_new);
+              l[r] += w;
+              axpy(w, vrow[j], a, d);
+            }
+          }
+        }
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t t = t0 + r / hp, h = h0 + r % hp;
+        const float inv = l[r] > 0.f ? 1.f / l[r] : 0.f;
+        float* o = &out(t, h, 0);
+        const float* a = acc + r * d;
+        for (int64_t i = 0; i < d; ++i) o[i] = a[i] * inv;
+      }
+    }
+  });
+}
+}  // namespace detail
+
+/// Same contract as scalar::attention. scratch: attention_scratch_floats(...)
+/// floats for this call's shapes and num_threads(); Error when smaller, so the
+/// caller decides when memory is allocated (once, at model load).
+inline void attention(TensorView<const float, 3> q, const KvSource& kv, const AttentionParams& p,
+                      TensorView<float, 3> out, std::span<float> scratch) {
+  tessera::detail::check_attention(q, kv, out);
+  const int64_t n_keys = kv.n_keys();
+  const AttentionAlgo algo = detail::resolve(p.algo, q.dim(0), n_keys);
+  const int threads = num_threads();
+  const size_t need = attention_scratch_floats(q.dim(0), q.dim(1), kv.n_kv_heads, q.dim(2), n_keys, algo, threads);
+  check(scratch.size() >= need, "attention: scratch of ", scratch.size(), " floats, need ", need);
+  const size_t per_thread = need / static_cast<size_t>(threads);
+  if (algo == AttentionAlgo::naive)
+    detail::attention_naive(q, kv, p, out, scratch, per_thread);
+  else
+    detail::attention_flash(q, kv, p, out, scratch, per_thread);
 }
 
 }  // namespace tessera::backend::simd

@@ -1,0 +1,131 @@
+// The policies of attention, shared by every backend: where the keys come from
+// (KvSource: contiguous rows or the blocks of a paged cache, in f32, f16 or
+// q8_0), which keys a query may see (AttentionMask), and which algorithm runs.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <span>
+
+#include "tessera/core/error.hpp"
+#include "tessera/core/quant_blocks.hpp"
+#include "tessera/core/tensor.hpp"
+
+namespace tessera {
+
+/// Element type of stored keys and values.
+enum class KvType : uint8_t { f32, f16, q8_0 };
+
+inline const char* kv_type_name(KvType t) {
+  switch (t) {
+    case KvType::f32: return "f32";
+    case KvType::f16: return "f16";
+    case KvType::q8_0: return "q8_0";
+  }
+  return "?";
+}
+
+/// Bytes of n values stored as t (n a multiple of 32 for q8_0).
+inline size_t kv_bytes(KvType t, int64_t n) {
+  switch (t) {
+    case KvType::f32: return static_cast<size_t>(n) * 4;
+    case KvType::f16: return static_cast<size_t>(n) * 2;
+    case KvType::q8_0: return static_cast<size_t>(n / QK8_0) * sizeof(block_q8_0);
+  }
+  return 0;
+}
+
+/// A run of keys and values at consecutive positions [pos0, pos0 + n). Row j
+/// (position pos0 + j) starts at byte j * row_bytes of k and of v; within a row,
+/// KV head g starts at byte g * kv_bytes(type, head_dim).
+struct KvSegment {
+  const std::byte* k = nullptr;
+  const std::byte* v = nullptr;
+  int64_t pos0 = 0, n = 0;
+  size_t row_bytes = 0;
+};
+
+/// The keys and values one attention call reads: segments in any order (softmax
+/// does not care), each position present at most once.
+struct KvSource {
+  KvType type = KvType::f32;
+  int64_t n_kv_heads = 0, head_dim = 0;
+  std::span<const KvSegment> segments;
+
+  size_t head_bytes() const { return kv_bytes(type, head_dim); }
+  int64_t n_keys() const {
+    int64_t n = 0;
+    for (const auto& s : segments) n += s.n;
+    return n;
+  }
+  /// Start of key (or value) row j of segment s, head g.
+  const std::byte* k_row(const KvSegment& s, int64_t j, int64_t g) const {
+    return s.k + static_cast<size_t>(j) * s.row_bytes + static_cast<size_t>(g) * head_bytes();
+  }
+  const std::byte* v_row(const KvSegment& s, int64_t j, int64_t g) const {
+    return s.v + static_cast<size_t>(j) * s.row_bytes + static_cast<size_t>(g) * head_bytes();
+  }
+};
+
+/// Which key positions a query at position p may attend to: [lo(p), hi(p)).
+///   causal        keys at positions <= p (decoder self-attention)
+///   sliding(W)    keys in (p - W, p]     (the last W positions, p included)
+///   none          every key             (encoders, cross-attention)
+/// key_limit additionally hides keys at positions >= key_limit: padding of a
+/// sequence shorter than the batch's key length.
+struct AttentionMask {
+  enum class Kind : uint8_t { none, causal, sliding };
+  Kind kind = Kind::causal;
+  int64_t window = 0;
+  int64_t key_limit = std::numeric_limits<int64_t>::max();
+
+  static AttentionMask causal() { return {Kind::causal, 0}; }
+  static AttentionMask sliding(int64_t w) {
+    check(w > 0, "sliding window must be positive, got ", w);
+    return {Kind::sliding, w};
+  }
+  static AttentionMask none() { return {Kind::none, 0}; }
+  /// No mask except keys at positions >= n_valid (padding).
+  static AttentionMask padding(int64_t n_valid) { return {Kind::none, 0, n_valid}; }
+
+  int64_t lo(int64_t p) const {
+    return kind == Kind::sliding ? p - window + 1 : std::numeric_limits<int64_t>::min();
+  }
+  int64_t hi(int64_t p) const {
+    return std::min(kind == Kind::none ? std::numeric_limits<int64_t>::max() : p + 1, key_limit);
+  }
+  bool visible(int64_t q_pos, int64_t k_pos) const { return k_pos >= lo(q_pos) && k_pos < hi(q_pos); }
+};
+
+/// naive materialises the [n_queries, n_keys] score matrix per head (the
+/// reference; scratch O(n_q n_k)); flash tiles over keys with an online softmax
+/// (scratch O(tile)); automatic picks naive while its scratch stays small.
+enum class AttentionAlgo : uint8_t { automatic, naive, flash };
+
+struct AttentionParams {
+  float scale = 0.f;       // usually 1 / sqrt(head_dim)
+  AttentionMask mask{};
+  int64_t q_pos0 = 0;      // position of query row t is q_pos0 + t
+  AttentionAlgo algo = AttentionAlgo::automatic;
+};
+
+namespace detail {
+/// Shape checks every backend's attention makes. q, out [n_q, n_heads, head_dim].
+template <class Q, class O>
+void check_attention(const Q& q, const KvSource& kv, const O& out) {
+  check(out.shape() == q.shape(), "attention: q ", shape_str(q.shape()), " but out ", shape_str(out.shape()));
+  check(kv.head_dim == q.dim(2), "attention: query head_dim ", q.dim(2), " but key head_dim ", kv.head_dim);
+  check(kv.n_kv_heads > 0 && q.dim(1) % kv.n_kv_heads == 0, "attention: ", q.dim(1),
+        " query heads are not a multiple of ", kv.n_kv_heads, " KV heads");
+  check(kv.type != KvType::q8_0 || kv.head_dim % QK8_0 == 0, "attention: q8_0 keys need head_dim % 32 == 0, got ",
+        kv.head_dim);
+  check(q.stride(2) == 1 && out.stride(2) == 1, "attention: head rows of q and out must be packed");
+  for (const auto& s : kv.segments)
+    check(s.n >= 0 && (s.n == 0 || (s.k && s.v && s.row_bytes >= kv.head_bytes() * static_cast<size_t>(kv.n_kv_heads))),
+          "attention: malformed KV segment at position ", s.pos0);
+}
+}  // namespace detail
+
+}  // namespace tessera

@@ -1,0 +1,151 @@
+// The KV-cache interface every cache implements and the llama context uses:
+//
+//   begin_append(n)    make room for positions [size, size + n) (may allocate:
+//                      growing, paged; copy-on-write of shared paged blocks)
+//   write(l, k, v)     store layer l's K/V rows for those positions, converted
+//                      to the storage type (f32, f16, q8_0)
+//   source(l, segs)    what attention reads for layer l: segments of rows
+//   end_append()       the positions become part of the cache
+//   truncate(n)        forget positions >= n (speculation rollback, new turn)
+//   fork()             an independent cache with the same contents (beams,
+//                      shared prefixes); paged forks share blocks until written
+//   memory()           bytes holding tokens, bytes reserved
+//
+// Positions are absolute: a sliding ring keeps the RoPE'd keys of the last W
+// positions, so nothing is re-rotated when old ones fall out.
+#pragma once
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tessera/backend/attention_params.hpp"
+#include "tessera/core/half.hpp"
+#include "tessera/core/quant.hpp"
+#include "tessera/core/storage.hpp"
+#include "tessera/core/tensor.hpp"
+
+namespace tessera::kv {
+
+/// What one cache stores: n_layers × {K, V} × positions × [n_kv_heads, head_dim].
+struct KvLayout {
+  int n_layers = 0;
+  int64_t n_kv_heads = 0, head_dim = 0;
+  KvType type = KvType::f32;
+
+  int64_t kv_dim() const { return n_kv_heads * head_dim; }
+  /// Bytes of one position's K (or V) row in one layer.
+  size_t row_bytes() const { return kv_bytes(type, kv_dim()); }
+  /// 2 · layers · kv_heads · head_dim · bytes per value.
+  size_t bytes_per_token() const { return 2 * static_cast<size_t>(n_layers) * row_bytes(); }
+  void validate() const {
+    check(n_layers > 0 && n_kv_heads > 0 && head_dim > 0, "KV layout: ", n_layers, " layers, ", n_kv_heads,
+          " heads of ", head_dim, " dims");
+    check(type != KvType::q8_0 || head_dim % QK8_0 == 0, "KV type q8_0 needs head_dim % 32 == 0, got ", head_dim);
+  }
+};
+
+struct KvMemory {
+  size_t used = 0;      // bytes holding this cache's positions
+  size_t reserved = 0;  // bytes allocated for it (paged: its blocks; the pool reports its own total)
+};
+
+/// Converts an f32 row of n values into storage type t at dst.
+inline void store_row(KvType t, const float* src, int64_t n, std::byte* dst) {
+  switch (t) {
+    case KvType::f32: std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float)); return;
+    case KvType::f16: {
+      auto* h = reinterpret_cast<f16*>(dst);
+      for (int64_t i = 0; i < n; ++i) h[i] = f16(src[i]);
+      return;
+    }
+    case KvType::q8_0:
+      quantize_row(std::span(src, static_cast<size_t>(n)),
+                   std::span(reinterpret_cast<block_q8_0*>(dst), static_cast<size_t>(n / QK8_0)));
+      return;
+  }
+}
+
+class KvCache {
+ public:
+  explicit KvCache(const KvLayout& layout) : layout_(layout) { layout_.validate(); }
+  virtual ~KvCache() = default;
+  KvCache(const KvCache&) = default;
+  KvCache& operator=(const KvCache&) = delete;
+
+  const KvLayout& layout() const { return layout_; }
+  /// Positions stored; the next append starts here.
+  int64_t size() const { return n_; }
+  /// Positions appended in the current (unfinished) append.
+  int64_t pending() const { return pending_; }
+  /// Most positions this cache can ever hold (absolute position bound).
+  virtual int64_t max_positions() const = 0;
+  /// Attention window the cache imposes (sliding ring), 0 for none.
+  virtual int64_t window() const { return 0; }
+  /// Largest n one begin_append accepts.
+  virtual int64_t max_append() const { return max_positions() - n_; }
+  virtual std::string describe() const = 0;
+
+  /// Makes room for positions [size(), size() + n).  Error when they do not fit.
+  void begin_append(int64_t n) {
+    check(pending_ == 0, "KV cache: begin_append while an append of ", pending_, " positions is open");
+    check(n > 0, "KV cache: append of ", n, " positions");
+    check(n_ + n <= max_positions(), "context full: ", n_, " + ", n, " positions exceed the KV cache's ",
+          max_positions());
+    check(n <= max_append(), "KV cache: append of ", n, " positions exceeds the ", max_append(), " it takes at once");
+    prepare(n);
+    pending_ = n;
+  }
+  /// Stores layer `layer`'s rows k, v [pending(), kv_dim] (f32) for the open append.
+  void write(int layer, TensorView<const float, 2> k, TensorView<const float, 2> v) {
+    check(layer >= 0 && layer < layout_.n_layers, "KV cache: layer ", layer, " of ", layout_.n_layers);
+    check(k.dim(0) == pending_ && v.dim(0) == pending_ && k.dim(1) == layout_.kv_dim() && v.dim(1) == k.dim(1) &&
+              k.stride(1) == 1 && v.stride(1) == 1,
+          "KV cache: write of k ", shape_str(k.shape()), ", v ", shape_str(v.shape()), " for ", pending_,
+          " positions of ", layout_.kv_dim(), " values");
+    for (int64_t i = 0; i < pending_; ++i) {
+      store_row(layout_.type, &k(i, 0), k.dim(1), slot(layer, n_ + i, false));
+      store_row(layout_.type, &v(i, 0), v.dim(1), slot(layer, n_ + i, true));
+    }
+  }
+  void end_append() {
+    n_ += pending_;
+    pending_ = 0;
+  }
+  /// Abandons the open append (an error mid-forward): the cache keeps what it had.
+  void cancel_append() {
+    pending_ = 0;
+    shrink(n_);
+  }
+  /// What attention reads for `layer`: every kept position < size() + pending().
+  /// segs is the caller's buffer (reserve it once: no allocation per call).
+  KvSource source(int layer, std::vector<KvSegment>& segs) const {
+    segs.clear();
+    segments(layer, n_ + pending_, segs);
+    return {layout_.type, layout_.n_kv_heads, layout_.head_dim, segs};
+  }
+  /// Forgets positions >= n (n <= size()).
+  void truncate(int64_t n) {
+    check(pending_ == 0, "KV cache: truncate during an append");
+    check(n >= 0 && n <= n_, "KV cache: truncate(", n, ") with ", n_, " positions stored");
+    shrink(n);
+    n_ = n;
+  }
+  void reset() { truncate(0); }
+  virtual std::unique_ptr<KvCache> fork() const = 0;
+  virtual KvMemory memory() const = 0;
+  /// Most segments source() returns (to reserve the caller's buffer).
+  virtual size_t max_segments() const = 0;
+
+ protected:
+  virtual void prepare(int64_t n) = 0;
+  virtual std::byte* slot(int layer, int64_t pos, bool is_v) = 0;
+  virtual void segments(int layer, int64_t end, std::vector<KvSegment>& out) const = 0;
+  virtual void shrink(int64_t n) { (void)n; }
+
+  KvLayout layout_;
+  int64_t n_ = 0, pending_ = 0;
+};
+
+}  // namespace tessera::kv

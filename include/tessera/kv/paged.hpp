@@ -1,0 +1,155 @@
+// Paged KV cache (vLLM's design): memory is a pool of fixed-size blocks of B
+// positions (all layers, K and V); each sequence owns a block table mapping
+// position p to block table[p / B], row p % B.  Sequences take blocks as they
+// grow and return them when they finish or roll back, so many sequences of
+// unknown length share one preallocated pool with waste under one block each.
+// fork() copies the table and shares the blocks (reference counts); the first
+// write into a shared block copies it (copy-on-write), so a common prompt
+// prefix is stored once for any number of continuations.
+//
+// A pool and its caches are used from one thread (the scheduler's).
+#pragma once
+
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#include "tessera/kv/kv_cache.hpp"
+
+namespace tessera::kv {
+
+class KvBlockPool {
+ public:
+  /// n_blocks blocks of block_size positions each, allocated now.
+  KvBlockPool(const KvLayout& layout, int64_t block_size, int64_t n_blocks)
+      : layout_(layout), block_(block_size), refs_(static_cast<size_t>(n_blocks), 0) {
+    layout_.validate();
+    check(block_size > 0 && n_blocks > 0, "KV block pool: ", n_blocks, " blocks of ", block_size, " positions");
+    buf_ = AlignedBuffer(static_cast<size_t>(n_blocks) * block_bytes());
+    free_.reserve(static_cast<size_t>(n_blocks));
+    for (int64_t b = n_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
+  }
+  KvBlockPool(const KvBlockPool&) = delete;
+  KvBlockPool& operator=(const KvBlockPool&) = delete;
+
+  const KvLayout& layout() const { return layout_; }
+  int64_t block_size() const { return block_; }
+  int64_t n_blocks() const { return static_cast<int64_t>(refs_.size()); }
+  int64_t n_free() const { return static_cast<int64_t>(free_.size()); }
+  size_t block_bytes() const { return static_cast<size_t>(block_) * layout_.bytes_per_token(); }
+  int refs(int32_t b) const { return refs_[static_cast<size_t>(b)]; }
+  KvMemory memory() const {
+    return {static_cast<size_t>(n_blocks() - n_free()) * block_bytes(), buf_.size()};
+  }
+
+  /// A free block with one reference.  Error when the pool is exhausted.
+  int32_t allocate() {
+    check(!free_.empty(), "KV block pool exhausted: all ", n_blocks(), " blocks of ", block_, " positions in use");
+    const int32_t b = free_.back();
+    free_.pop_back();
+    refs_[static_cast<size_t>(b)] = 1;
+    return b;
+  }
+  void retain(int32_t b) { ++refs_[static_cast<size_t>(b)]; }
+  void release(int32_t b) {
+    if (--refs_[static_cast<size_t>(b)] == 0) free_.push_back(b);
+  }
+  /// Rows of block b for one layer: [block_size][row_bytes], K or V.
+  std::byte* rows(int32_t b, int layer, bool is_v) {
+    return buf_.data() + static_cast<size_t>(b) * block_bytes() +
+           (static_cast<size_t>(layer) * 2 + is_v) * static_cast<size_t>(block_) * layout_.row_bytes();
+  }
+
+ private:
+  KvLayout layout_;
+  int64_t block_ = 0;
+  std::vector<int> refs_;
+  std::vector<int32_t> free_;
+  AlignedBuffer buf_;
+};
+
+class PagedKvCache : public KvCache {
+ public:
+  PagedKvCache(std::shared_ptr<KvBlockPool> pool, int64_t max_positions)
+      : KvCache(pool->layout()), pool_(std::move(pool)), max_(max_positions) {
+    check(max_positions > 0, "paged KV cache: max_positions ", max_positions);
+    table_.reserve(max_segments());
+  }
+  /// A fork: same positions, blocks shared until one side writes into them.
+  PagedKvCache(const PagedKvCache& o) : KvCache(o), pool_(o.pool_), max_(o.max_), table_(o.table_) {
+    table_.reserve(max_segments());
+    for (int32_t b : table_) pool_->retain(b);
+  }
+  ~PagedKvCache() override {
+    for (int32_t b : table_) pool_->release(b);
+  }
+
+  const KvBlockPool& pool() const { return *pool_; }
+  std::span<const int32_t> block_table() const { return table_; }
+  int64_t max_positions() const override { return max_; }
+  std::string describe() const override {
+    return "paged (" + std::string(kv_type_name(layout_.type)) + ", blocks of " + std::to_string(pool_->block_size()) +
+           ", pool of " + std::to_string(pool_->n_blocks()) + ")";
+  }
+  std::unique_ptr<KvCache> fork() const override { return std::make_unique<PagedKvCache>(*this); }
+  KvMemory memory() const override {
+    return {static_cast<size_t>(n_) * layout_.bytes_per_token(), table_.size() * pool_->block_bytes()};
+  }
+  size_t max_segments() const override {
+    return static_cast<size_t>((max_ + pool_->block_size() - 1) / pool_->block_size());
+  }
+
+ protected:
+  void prepare(int64_t n) override {
+    const int64_t B = pool_->block_size();
+    // The block holding position n_ may be shared with a fork: give this cache its own copy.
+    if (n_ % B != 0) {
+      const auto i = static_cast<size_t>(n_ / B);
+      if (pool_->refs(table_[i]) > 1) {
+        const int32_t fresh = pool_->allocate();
+        std::memcpy(pool_->rows(fresh, 0, false), pool_->rows(table_[i], 0, false), pool_->block_bytes());
+        pool_->release(table_[i]);
+        table_[i] = fresh;
+      }
+    }
+    const auto need = static_cast<size_t>((n_ + n + B - 1) / B);
+    while (table_.size() < need) {
+      try {
+        table_.push_back(pool_->allocate());
+      } catch (...) {  // give back what this append took: the cache stays as it was
+        while (table_.size() > static_cast<size_t>((n_ + B - 1) / B)) {
+          pool_->release(table_.back());
+          table_.pop_back();
+        }
+        throw;
+      }
+    }
+  }
+  std::byte* slot(int layer, int64_t pos, bool is_v) override {
+    const int64_t B = pool_->block_size();
+    return pool_->rows(table_[static_cast<size_t>(pos / B)], layer, is_v) +
+           static_cast<size_t>(pos % B) * layout_.row_bytes();
+  }
+  void segments(int layer, int64_t end, std::vector<KvSegment>& out) const override {
+    const int64_t B = pool_->block_size();
+    for (int64_t i = 0; i * B < end; ++i) {
+      const int32_t b = table_[static_cast<size_t>(i)];
+      out.push_back({pool_->rows(b, layer, false), pool_->rows(b, layer, true), i * B, std::min(B, end - i * B),
+                     layout_.row_bytes()});
+    }
+  }
+  void shrink(int64_t n) override {
+    const auto keep = static_cast<size_t>((n + pool_->block_size() - 1) / pool_->block_size());
+    while (table_.size() > keep) {
+      pool_->release(table_.back());
+      table_.pop_back();
+    }
+  }
+
+ private:
+  std::shared_ptr<KvBlockPool> pool_;
+  int64_t max_ = 0;
+  std::vector<int32_t> table_;
+};
+
+}  // namespace tessera::kv

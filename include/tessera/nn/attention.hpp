@@ -1,0 +1,114 @@
+// Attention as one block with policies (see backend/attention_params.hpp):
+//
+//   heads      MHA / GQA / MQA follow from q's n_heads and the source's
+//              n_kv_heads; K/V are never copied per query head.
+//   mask       causal, sliding(W), none (encoder, cross-attention), padding(n).
+//   algorithm  naive (materialises scores) or flash (tiled, online softmax),
+//              chosen by length unless the caller picks one.
+//   keys from  a contiguous [n_k, n_kv_heads, head_dim] view, or the segments
+//              of any kv/ cache (static, ring, paged blocks; f32/f16/q8_0).
+//
+// Also the combined QKV projection's views: one GEMM against [Wq; Wk; Wv]
+// gives [n, (H + 2 Hkv) d] rows whose Q, K and V parts are strided views.
+#pragma once
+
+#include <vector>
+
+#include "tessera/backend/backend.hpp"
+#include "tessera/backend/scalar/attention.hpp"
+#include "tessera/backend/simd/attention.hpp"
+
+namespace tessera::nn {
+
+/// Scratch that attention draws from; sized once (reserve) so calls on the
+/// decode path never allocate.
+class AttentionWorkspace {
+ public:
+  AttentionWorkspace() = default;
+  /// Grows (never shrinks) to hold the scratch of a call with these shapes.
+  void reserve(int64_t n_q, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t n_keys,
+               AttentionAlgo algo = AttentionAlgo::automatic, int threads = num_threads()) {
+    const size_t need = backend::simd::attention_scratch_floats(n_q, n_heads, n_kv_heads, head_dim, n_keys, algo,
+                                                                threads);
+    if (need > buf_.size()) buf_.resize(need);
+  }
+  /// Grows to the most any call with n_q <= n_q_max and n_keys <= n_keys_max may
+  /// need under automatic algorithm choice (naive is bounded by its size limit).
+  void reserve_bound(int64_t n_q_max, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t n_keys_max,
+                     int threads = num_threads()) {
+    reserve(n_q_max, n_heads, n_kv_heads, head_dim, n_keys_max, AttentionAlgo::flash, threads);
+    const size_t naive = static_cast<size_t>(std::max(1, threads)) *
+                         (std::min(backend::simd::kNaiveMaxScores, static_cast<size_t>(n_q_max * n_keys_max)) +
+                          static_cast<size_t>(n_q_max + 2 * head_dim));
+    if (naive > buf_.size()) buf_.resize(naive);
+  }
+  std::span<float> span() { return buf_; }
+  size_t bytes() const { return buf_.size() * sizeof(float); }
+
+ private:
+  std::vector<float> buf_;
+};
+
+/// out [n_q, n_heads, head_dim] = attention of q [n_q, n_heads, head_dim] over kv.
+/// Grows ws if this call needs more scratch.  O(n_q n_heads n_keys head_dim) time.
+inline void attention(TensorView<const float, 3> q, const KvSource& kv, const AttentionParams& p,
+                      TensorView<float, 3> out, AttentionWorkspace& ws) {
+#if defined(TESSERA_BACKEND_SCALAR)
+  (void)ws;
+  backend::scalar::attention(q, kv, p, out);
+#else
+  ws.reserve(q.dim(0), q.dim(1), kv.n_kv_heads, q.dim(2), kv.n_keys(), p.algo);
+  backend::simd::attention(q, kv, p, out, ws.span());
+#endif
+}
+
+/// KvSource over contiguous f32 views k, v [n_k, n_kv_heads, head_dim] whose key
+/// j sits at position k_pos0 + j.  The segment lives in seg (caller's storage).
+inline KvSource contiguous_kv(TensorView<const float, 3> k, TensorView<const float, 3> v, KvSegment& seg,
+                              int64_t k_pos0 = 0) {
+  check(k.shape() == v.shape(), "attention: k ", shape_str(k.shape()), " but v ", shape_str(v.shape()));
+  check(k.stride(2) == 1 && k.stride(1) == k.dim(2) && v.stride(2) == 1 && v.stride(1) == v.dim(2) &&
+            (k.stride(0) == v.stride(0) || k.dim(0) <= 1),
+        "attention: k and v rows must be [n_kv_heads * head_dim] packed with equal row strides");
+  seg = {reinterpret_cast<const std::byte*>(k.data()), reinterpret_cast<const std::byte*>(v.data()), k_pos0, k.dim(0),
+         static_cast<size_t>(k.stride(0)) * sizeof(float)};
+  return {KvType::f32, k.dim(1), k.dim(2), std::span<const KvSegment>(&seg, 1)};
+}
+
+/// Attention over contiguous K/V views (self- or cross-attention).
+inline void attention(TensorView<const float, 3> q, TensorView<const float, 3> k, TensorView<const float, 3> v,
+                      const AttentionParams& p, TensorView<float, 3> out, AttentionWorkspace& ws) {
+  KvSegment seg;
+  attention(q, contiguous_kv(k, v, seg), p, out, ws);
+}
+
+/// A batch of sequences padded to common lengths: q [B, n_q, H, d], k, v
+/// [B, n_k, Hkv, d]; sequence b has key_lens[b] real keys (the rest is padding
+/// and masked out).  The mask's kind (causal, sliding, none) applies on top.
+inline void attention_padded(TensorView<const float, 4> q, TensorView<const float, 4> k, TensorView<const float, 4> v,
+                             std::span<const int64_t> key_lens, AttentionParams p, TensorView<float, 4> out,
+                             AttentionWorkspace& ws) {
+  check(static_cast<int64_t>(key_lens.size()) == q.dim(0) && k.dim(0) == q.dim(0) && out.dim(0) == q.dim(0),
+        "attention_padded: batch of ", q.dim(0), " queries, ", k.dim(0), " keys, ", key_lens.size(), " key lengths");
+  for (int64_t b = 0; b < q.dim(0); ++b) {
+    check(key_lens[static_cast<size_t>(b)] >= 0 && key_lens[static_cast<size_t>(b)] <= k.dim(1),
+          "attention_padded: key length ", key_lens[static_cast<size_t>(b)], " of sequence ", b, " exceeds ", k.dim(1));
+    p.mask.key_limit = key_lens[static_cast<size_t>(b)];
+    attention(q[b], k[b], v[b], p, out[b], ws);
+  }
+}
+
+/// Q, K, V views of a combined projection's output qkv [n, (n_heads + 2 n_kv_heads) head_dim]
+/// (rows laid out [Q heads | K heads | V heads]).  No copy: the views keep qkv's row stride.
+struct QkvViews {
+  TensorView<float, 3> q, k, v;
+};
+inline QkvViews split_qkv(TensorView<float, 2> qkv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim) {
+  check(qkv.dim(1) == (n_heads + 2 * n_kv_heads) * head_dim && qkv.stride(1) == 1, "split_qkv: rows of ",
+        qkv.dim(1), " values, need (", n_heads, " + 2*", n_kv_heads, ") * ", head_dim);
+  const int64_t qd = n_heads * head_dim, kd = n_kv_heads * head_dim;
+  auto part = [&](int64_t off, int64_t heads) { return qkv.narrow(1, off, off + heads * head_dim).unflatten_last(heads); };
+  return {part(0, n_heads), part(qd, n_kv_heads), part(qd + kd, n_kv_heads)};
+}
+
+}  // namespace tessera::nn

@@ -1,0 +1,345 @@
+// nn::attention: the SIMD naive and flash paths against the scalar reference
+// over head layouts, head dims, lengths, masks, KV storage types and segment
+// layouts; the reference against an independent double-precision formula;
+// the mask and permutation properties; the QKV and padded-batch helpers.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <numeric>
+
+#include "../test_util.hpp"
+#include "tessera/kv/kv_cache.hpp"
+#include "tessera/nn/attention.hpp"
+
+using namespace tessera;
+namespace scalar = tessera::backend::scalar;
+namespace simd = tessera::backend::simd;
+
+namespace {
+
+// Keys/values stored in a KV type, plus a KvSource over them cut into segments.
+struct StoredKv {
+  KvType type;
+  int64_t n, n_kv_heads, d;
+  std::vector<std::byte> k, v;
+  std::vector<KvSegment> segs;
+
+  StoredKv(const Tensor<float, 3>& kf, const Tensor<float, 3>& vf, KvType t, int64_t pos0 = 0)
+      : type(t), n(kf.dim(0)), n_kv_heads(kf.dim(1)), d(kf.dim(2)) {
+    const int64_t row = n_kv_heads * d;
+    const size_t rb = kv_bytes(t, row);
+    k.resize(rb * static_cast<size_t>(n) + 64);
+    v.resize(k.size());
+    for (int64_t j = 0; j < n; ++j) {
+      kv::store_row(t, &kf.view()(j, 0, 0), row, k.data() + static_cast<size_t>(j) * rb);
+      kv::store_row(t, &vf.view()(j, 0, 0), row, v.data() + static_cast<size_t>(j) * rb);
+    }
+    if (n) segs.push_back({k.data(), v.data(), pos0, n, rb});
+  }
+  /// Cuts the rows into segments at random points, in shuffled order (position sets unchanged).
+  void scatter() {
+    const KvSegment whole = segs.at(0);
+    segs.clear();
+    for (int64_t a = 0; a < n;) {
+      const int64_t len = std::min<int64_t>(n - a, 1 + static_cast<int64_t>(test::rng()() % 40));
+      const size_t off = static_cast<size_t>(a) * whole.row_bytes;
+      segs.push_back({whole.k + off, whole.v + off, whole.pos0 + a, len, whole.row_bytes});
+      a += len;
+    }
+    std::shuffle(segs.begin(), segs.end(), test::rng());
+  }
+  KvSource source() const { return {type, n_kv_heads, d, segs}; }
+};
+
+struct Outputs {
+  Tensor<float, 3> ref, naive, flash;
+};
+
+Outputs run_all(const Tensor<float, 3>& q, const KvSource& kv, AttentionParams p) {
+  Outputs o{Tensor<float, 3>(q.shape()), Tensor<float, 3>(q.shape()), Tensor<float, 3>(q.shape())};
+  scalar::attention(q.view(), kv, p, o.ref.view());
+  nn::AttentionWorkspace ws;
+  p.algo = AttentionAlgo::naive;
+  nn::attention(q.view(), kv, p, o.naive.view(), ws);
+  p.algo = AttentionAlgo::flash;
+  nn::attention(q.view(), kv, p, o.flash.view(), ws);
+  return o;
+}
+
+// Outputs are convex combinations of values in [-1, 1].  Scores differ from the
+// double reference by float dot-product rounding (|s| <= sqrt(d), ~1e-6) and the
+// flash path adds one exp rounding per key tile (<= 33 tiles at 2049 keys):
+// together under 1e-5 of the output.  A wrong head/group mapping, mask edge or
+// rescaling step errs by 1e-2 or more.
+constexpr double kTol = 2e-5;
+
+void check_all(const Tensor<float, 3>& q, const KvSource& kv, const AttentionParams& p) {
+  const Outputs o = run_all(q, kv, p);
+  REQUIRE(test::max_abs_diff(o.naive.span(), o.ref.span()) <= kTol);
+  REQUIRE(test::max_abs_diff(o.flash.span(), o.ref.span()) <= kTol);
+}
+
+AttentionParams params(int64_t d, AttentionMask m, int64_t q_pos0) {
+  AttentionParams p;
+  p.scale = 1.f / std::sqrt(static_cast<float>(d));
+  p.mask = m;
+  p.q_pos0 = q_pos0;
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("attention reference equals softmax(q k^T scale) v in double precision, per mask", "[attention]") {
+  const int64_t n_q = 4, n_k = 9, H = 4, Hkv = 2, d = 16, q_pos0 = 5;
+  auto q = test::random_tensor<float, 3>({n_q, H, d});
+  auto k = test::random_tensor<float, 3>({n_k, Hkv, d});
+  auto v = test::random_tensor<float, 3>({n_k, Hkv, d});
+  for (AttentionMask m : {AttentionMask::causal(), AttentionMask::sliding(3), AttentionMask::none(),
+                          AttentionMask::padding(6)}) {
+    const auto p = params(d, m, q_pos0);
+    Tensor<float, 3> out({n_q, H, d});
+    StoredKv s(k, v, KvType::f32);
+    scalar::attention(q.view(), s.source(), p, out.view());
+    for (int64_t t = 0; t < n_q; ++t)
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t g = h / (H / Hkv), qp = q_pos0 + t;
+        // visible keys written out per mask, independently of AttentionMask::visible
+        auto visible = [&](int64_t j) {
+          switch (m.kind) {
+            case AttentionMask::Kind::causal: return j <= qp;
+            case AttentionMask::Kind::sliding: return j <= qp && j > qp - 3;
+            default: return j < 6 || m.key_limit > n_k;
+          }
+        };
+        std::vector<double> w(static_cast<size_t>(n_k), 0.0);
+        double sum = 0;
+        for (int64_t j = 0; j < n_k; ++j) {
+          if (!visible(j)) continue;
+          double dot = 0;
+          for (int64_t i = 0; i < d; ++i) dot += static_cast<double>(q(t, h, i)) * k(j, g, i);
+          sum += (w[static_cast<size_t>(j)] = std::exp(dot / 4.0));
+        }
+        for (int64_t i = 0; i < d; ++i) {
+          double o = 0;
+          for (int64_t j = 0; j < n_k; ++j) o += w[static_cast<size_t>(j)] / sum * v(j, g, i);
+          REQUIRE(out(t, h, i) == Approx(o).margin(1e-6));  // float output of a double computation
+        }
+      }
+  }
+}
+
+TEST_CASE("attention: naive and flash equal the reference for heads 1-32 and every KV-head divisor", "[attention]") {
+  for (int64_t H = 1; H <= 32; ++H)
+    for (int64_t Hkv = 1; Hkv <= H; ++Hkv) {
+      if (H % Hkv) continue;
+      const int64_t d = 32, n_q = 3, n_k = 70;
+      auto q = test::random_tensor<float, 3>({n_q, H, d});
+      auto k = test::random_tensor<float, 3>({n_k, Hkv, d});
+      auto v = test::random_tensor<float, 3>({n_k, Hkv, d});
+      StoredKv s(k, v, KvType::f32);
+      INFO("heads " << H << " / " << Hkv);
+      check_all(q, s.source(), params(d, AttentionMask::causal(), n_k - n_q));
+    }
+}
+
+TEST_CASE("attention: naive and flash equal the reference over head dims, lengths and masks", "[attention]") {
+  struct Len {
+    int64_t n_q, n_k;
+  };
+  // Tails of the 64-key and 16-query tiles, decode (n_q = 1), and the longest (2049 keys).
+  const Len lens[] = {{1, 1}, {1, 2}, {2, 63}, {1, 64}, {5, 65}, {17, 127}, {16, 300}, {1, 2049}, {33, 2049}};
+  for (int64_t d : {32, 64, 80, 96, 128})
+    for (const Len& L : lens)
+      for (AttentionMask m : {AttentionMask::causal(), AttentionMask::sliding(50), AttentionMask::none(),
+                              AttentionMask::padding(L.n_k * 3 / 4)}) {
+        if (L.n_k == 2049 && d != 64 && d != 128) continue;  // the long cases on two dims keep the test quick
+        const int64_t H = 6, Hkv = 2;
+        auto q = test::random_tensor<float, 3>({L.n_q, H, d});
+        auto k = test::random_tensor<float, 3>({L.n_k, Hkv, d});
+        auto v = test::random_tensor<float, 3>({L.n_k, Hkv, d});
+        StoredKv s(k, v, KvType::f32);
+        INFO("d " << d << " n_q " << L.n_q << " n_k " << L.n_k << " mask " << int(m.kind) << " limit " << m.key_limit);
+        // queries at the end of the keys: causal attention over a cache
+        check_all(q, s.source(), params(d, m, L.n_k - L.n_q));
+      }
+}
+
+TEST_CASE("attention: self-attention 2049 x 2049, flash equals naive", "[attention]") {
+  const int64_t n = 2049, H = 2, Hkv = 1, d = 64;
+  auto q = test::random_tensor<float, 3>({n, H, d});
+  auto k = test::random_tensor<float, 3>({n, Hkv, d});
+  auto v = test::random_tensor<float, 3>({n, Hkv, d});
+  StoredKv s(k, v, KvType::f32);
+  for (AttentionMask m : {AttentionMask::causal(), AttentionMask::none()}) {
+    Tensor<float, 3> a({n, H, d}), b({n, H, d});
+    nn::AttentionWorkspace ws;
+    auto p = params(d, m, 0);
+    p.algo = AttentionAlgo::naive;
+    nn::attention(q.view(), s.source(), p, a.view(), ws);
+    p.algo = AttentionAlgo::flash;
+    nn::attention(q.view(), s.source(), p, b.view(), ws);
+    REQUIRE(test::max_abs_diff(a.span(), b.span()) <= kTol);  // same float dots, summed in another order
+  }
+}
+
+TEST_CASE("attention: cross-attention with different query and key lengths", "[attention]") {
+  for (auto [n_q, n_k] : {std::pair<int64_t, int64_t>{7, 300}, {300, 7}, {1, 129}, {65, 1}}) {
+    const int64_t H = 8, Hkv = 8, d = 64;
+    auto q = test::random_tensor<float, 3>({n_q, H, d});
+    auto k = test::random_tensor<float, 3>({n_k, Hkv, d});
+    auto v = test::random_tensor<float, 3>({n_k, Hkv, d});
+    StoredKv s(k, v, KvType::f32);
+    INFO("n_q " << n_q << " n_k " << n_k);
+    check_all(q, s.source(), params(d, AttentionMask::none(), 0));
+  }
+}
+
+TEST_CASE("attention: f16 and q8_0 keys, and keys scattered over shuffled segments", "[attention]") {
+  for (KvType t : {KvType::f32, KvType::f16, KvType::q8_0})
+    for (bool scattered : {false, true}) {
+      const int64_t H = 9, Hkv = 3, d = 64, n_q = 20, n_k = 333;
+      auto q = test::random_tensor<float, 3>({n_q, H, d});
+      auto k = test::random_tensor<float, 3>({n_k, Hkv, d});
+      auto v = test::random_tensor<float, 3>({n_k, Hkv, d});
+      StoredKv s(k, v, t, 10);
+      if (scattered) s.scatter();
+      INFO(kv_type_name(t) << (scattered ? " scattered" : ""));
+      // The reference reads the same stored values, so only kernel rounding differs.
+      check_all(q, s.source(), params(d, AttentionMask::causal(), 10 + n_k - n_q));
+      check_all(q, s.source(), params(d, AttentionMask::sliding(37), 10 + n_k - n_q));
+    }
+}
+
+TEST_CASE("attention: a query that sees no key gets zeros", "[attention]") {
+  const int64_t d = 32;
+  auto q = test::random_tensor<float, 3>({3, 2, d});
+  auto k = test::random_tensor<float, 3>({10, 1, d});
+  auto v = test::random_tensor<float, 3>({10, 1, d});
+  StoredKv s(k, v, KvType::f32, 100);  // keys at positions 100.., queries at 0..2: causal hides all
+  const Outputs o = run_all(q, s.source(), params(d, AttentionMask::causal(), 0));
+  for (const auto* t : {&o.ref, &o.naive, &o.flash})
+    for (float x : t->span()) REQUIRE(x == 0.f);
+}
+
+TEST_CASE("attention property: masked-out keys and values do not change the output", "[attention]") {
+  const int64_t n_q = 9, n_k = 150, H = 4, Hkv = 2, d = 64, q_pos0 = 100;
+  auto q = test::random_tensor<float, 3>({n_q, H, d});
+  auto k = test::random_tensor<float, 3>({n_k, Hkv, d});
+  auto v = test::random_tensor<float, 3>({n_k, Hkv, d});
+  for (AttentionMask m : {AttentionMask::causal(), AttentionMask::sliding(20), AttentionMask::padding(90)}) {
+    for (AttentionAlgo algo : {AttentionAlgo::naive, AttentionAlgo::flash}) {
+      auto p = params(d, m, q_pos0);
+      p.algo = algo;
+      Tensor<float, 3> a({n_q, H, d}), b({n_q, H, d});
+      nn::AttentionWorkspace ws;
+      nn::attention(q.view(), k.view(), v.view(), p, a.view(), ws);
+      auto k2 = k.clone(), v2 = v.clone();
+      int64_t changed = 0;
+      for (int64_t j = 0; j < n_k; ++j) {
+        bool seen = false;
+        for (int64_t t = 0; t < n_q; ++t) seen |= m.visible(q_pos0 + t, j);
+        if (seen) continue;
+        ++changed;
+        for (int64_t g = 0; g < Hkv; ++g)
+          for (int64_t i = 0; i < d; ++i) k2(j, g, i) = 1e3f, v2(j, g, i) = -1e3f;
+      }
+      REQUIRE(changed > 0);
+      nn::attention(q.view(), k2.view(), v2.view(), p, b.view(), ws);
+      REQUIRE(test::max_abs_diff(a.span(), b.span()) == 0.0);  // masked keys never enter any sum
+    }
+  }
+}
+
+TEST_CASE("attention property: without mask or positions, permuting the sequence permutes the output",
+          "[attention]") {
+  const int64_t n = 97, H = 4, Hkv = 1, d = 32;
+  auto q = test::random_tensor<float, 3>({n, H, d});
+  auto k = test::random_tensor<float, 3>({n, Hkv, d});
+  auto v = test::random_tensor<float, 3>({n, Hkv, d});
+  std::vector<int64_t> perm(static_cast<size_t>(n));
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), test::rng());
+  Tensor<float, 3> qp(q.shape()), kp(k.shape()), vp(v.shape());
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t s = perm[static_cast<size_t>(i)];
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t c = 0; c < d; ++c) qp(i, h, c) = q(s, h, c);
+    for (int64_t c = 0; c < d; ++c) kp(i, 0, c) = k(s, 0, c), vp(i, 0, c) = v(s, 0, c);
+  }
+  for (AttentionAlgo algo : {AttentionAlgo::naive, AttentionAlgo::flash}) {
+    auto p = params(d, AttentionMask::none(), 0);
+    p.algo = algo;
+    Tensor<float, 3> a(q.shape()), b(q.shape());
+    nn::AttentionWorkspace ws;
+    nn::attention(q.view(), k.view(), v.view(), p, a.view(), ws);
+    nn::attention(qp.view(), kp.view(), vp.view(), p, b.view(), ws);
+    double err = 0;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t c = 0; c < d; ++c)
+          err = std::max(err, static_cast<double>(std::fabs(b(i, h, c) - a(perm[static_cast<size_t>(i)], h, c))));
+    REQUIRE(err <= 1e-6);  // the same terms summed in another order: a few ulp of values <= 1
+  }
+}
+
+TEST_CASE("split_qkv: one combined projection gives the Q, K, V views of three", "[attention]") {
+  const int64_t n = 5, H = 4, Hkv = 2, d = 8;
+  Tensor<float, 2> qkv({n, (H + 2 * Hkv) * d});
+  for (int64_t i = 0; i < qkv.size(); ++i) qkv.data()[i] = static_cast<float>(i);
+  const auto v = nn::split_qkv(qkv.view(), H, Hkv, d);
+  REQUIRE(v.q.shape() == Shape<3>{n, H, d});
+  REQUIRE(v.k.shape() == Shape<3>{n, Hkv, d});
+  REQUIRE(v.v.shape() == Shape<3>{n, Hkv, d});
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t c = 0; c < d; ++c) {
+      REQUIRE(v.q(t, 3, c) == qkv(t, 3 * d + c));
+      REQUIRE(v.k(t, 1, c) == qkv(t, H * d + d + c));
+      REQUIRE(v.v(t, 0, c) == qkv(t, (H + Hkv) * d + c));
+    }
+  REQUIRE(v.k.data() == qkv.data() + H * d);  // views, not copies
+  REQUIRE_THROWS_AS(nn::split_qkv(qkv.view(), H, Hkv + 1, d), Error);
+}
+
+TEST_CASE("attention_padded: each padded sequence equals its unpadded attention", "[attention]") {
+  const int64_t B = 3, n_q = 6, n_k = 40, H = 4, Hkv = 2, d = 32;
+  auto q = test::random_tensor<float, 4>({B, n_q, H, d});
+  auto k = test::random_tensor<float, 4>({B, n_k, Hkv, d});
+  auto v = test::random_tensor<float, 4>({B, n_k, Hkv, d});
+  const std::vector<int64_t> lens = {40, 17, 1};
+  Tensor<float, 4> out({B, n_q, H, d});
+  nn::AttentionWorkspace ws;
+  nn::attention_padded(q.view(), k.view(), v.view(), lens, params(d, AttentionMask::none(), 0), out.view(), ws);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t L = lens[static_cast<size_t>(b)];
+    Tensor<float, 3> ref({n_q, H, d});
+    nn::attention(q.view()[b], k.view()[b].narrow(0, 0, L), v.view()[b].narrow(0, 0, L),
+                  params(d, AttentionMask::none(), 0), ref.view(), ws);
+    REQUIRE(test::max_abs_diff(out.view()[b].contiguous().span(), ref.span()) <= 1e-6);
+  }
+  const std::vector<int64_t> bad = {40, 41, 1};
+  REQUIRE_THROWS_AS(nn::attention_padded(q.view(), k.view(), v.view(), bad, params(d, AttentionMask::none(), 0),
+                                         out.view(), ws),
+                    Error);
+}
+
+TEST_CASE("attention rejects bad shapes and short scratch with Error", "[attention]") {
+  auto q = test::random_tensor<float, 3>({2, 3, 32});
+  auto k = test::random_tensor<float, 3>({4, 2, 32});
+  auto v = test::random_tensor<float, 3>({4, 2, 32});
+  Tensor<float, 3> out({2, 3, 32});
+  nn::AttentionWorkspace ws;
+  const auto p = params(32, AttentionMask::causal(), 0);
+  REQUIRE_THROWS_WITH(nn::attention(q.view(), k.view(), v.view(), p, out.view(), ws),
+                      Catch::Contains("not a multiple of 2 KV heads"));
+  auto k1 = test::random_tensor<float, 3>({4, 1, 16});
+  REQUIRE_THROWS_WITH(nn::attention(q.view(), k1.view(), k1.view(), p, out.view(), ws), Catch::Contains("head_dim"));
+  Tensor<float, 3> out2({2, 3, 16});
+  auto kq = test::random_tensor<float, 3>({4, 1, 16});
+  StoredKv s(kq, kq, KvType::f16);
+  s.type = KvType::q8_0;  // 16 dims cannot be q8_0 blocks
+  auto q16 = test::random_tensor<float, 3>({2, 3, 16});
+  REQUIRE_THROWS_WITH(nn::attention(q16.view(), s.source(), p, out2.view(), ws), Catch::Contains("q8_0"));
+  std::vector<float> tiny(3);
+  StoredKv s3(test::random_tensor<float, 3>({4, 3, 32}), test::random_tensor<float, 3>({4, 3, 32}), KvType::f32);
+  REQUIRE_THROWS_WITH(simd::attention(q.view(), s3.source(), p, out.view(), tiny), Catch::Contains("scratch"));
+}
