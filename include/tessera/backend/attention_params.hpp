@@ -115,7 +115,7 @@ namespace detail {
 /// Shape checks every backend's attention makes. q, out [n_q, n_heads, head_dim].
 template <class Q, class O>
 void check_attention(const Q& q, const KvSource& kv, const O& out) {
-  check(out.shape() == q.shape(), "attention: q ", shape_str(q.shape()), " but out ", shape_str(out.shape()));
+  TESSERA_CHECK(out.shape() == q.shape(), "attention: q ", shape_str(q.shape()), " but out ", shape_str(out.shape()));
   check(kv.head_dim == q.dim(2), "attention: query head_dim ", q.dim(2), " but key head_dim ", kv.head_dim);
   check(kv.n_kv_heads > 0 && q.dim(1) % kv.n_kv_heads == 0, "attention: ", q.dim(1),
         " query heads are not a multiple of ", kv.n_kv_heads, " KV heads");

@@ -58,9 +58,9 @@ void check_dot_shapes(const char* what, size_t n_w_blocks, size_t n_x_blocks) {
 template <class W>
 void check_gemv_shapes(const char* what, const TensorView<const W, 2>& w, size_t n_x, size_t n_x_want,
                        size_t n_y) {
-  check(w.rows_contiguous(), what, " (", quant_traits<W>::name, "): weight rows must be packed, strides ",
+  TESSERA_CHECK(w.rows_contiguous(), what, " (", quant_traits<W>::name, "): weight rows must be packed, strides ",
         shape_str(w.strides()));
-  check(n_x == n_x_want && n_y == static_cast<size_t>(w.dim(0)), what, " (", quant_traits<W>::name,
+  TESSERA_CHECK(n_x == n_x_want && n_y == static_cast<size_t>(w.dim(0)), what, " (", quant_traits<W>::name,
         "): weight ", shape_str(w.shape()), " (blocks) with x [", n_x, "] into y [", n_y, "]");
 }
 template <class W, class A>
@@ -68,7 +68,7 @@ void check_gemm_shapes(const TensorView<const W, 2>& w, const TensorView<const A
                        const TensorView<float, 2>& y) {
   check(w.rows_contiguous() && xq.rows_contiguous() && y.rows_contiguous(), "gemm (", quant_traits<W>::name,
         "): rows must be packed");
-  check(xq.dim(1) == w.dim(1) && y.dim(0) == xq.dim(0) && y.dim(1) == w.dim(0), "gemm (", quant_traits<W>::name,
+  TESSERA_CHECK(xq.dim(1) == w.dim(1) && y.dim(0) == xq.dim(0) && y.dim(1) == w.dim(0), "gemm (", quant_traits<W>::name,
         "): weight ", shape_str(w.shape()), " (blocks) with activations ", shape_str(xq.shape()), " into y ",
         shape_str(y.shape()));
 }

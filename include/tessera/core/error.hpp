@@ -38,10 +38,18 @@ void check(bool ok, Parts&&... parts) {
 
 }  // namespace tessera
 
+// A boundary check whose message parts are evaluated only when it fails: for
+// checks on the decode path whose messages build strings (shape_str), which
+// check() would build, and allocate, on every call.
+#define TESSERA_CHECK(cond, ...)                              \
+  do {                                                        \
+    if (!(cond)) [[unlikely]] ::tessera::fail(__VA_ARGS__);   \
+  } while (0)
+
 // Checks inside hot code: shape contracts at block boundaries. They throw in
 // debug builds and compile away under NDEBUG, as the design asks.
 #ifdef NDEBUG
 #define TESSERA_DEBUG_CHECK(cond, ...) ((void)0)
 #else
-#define TESSERA_DEBUG_CHECK(cond, ...) ::tessera::check(static_cast<bool>(cond), __VA_ARGS__)
+#define TESSERA_DEBUG_CHECK(cond, ...) TESSERA_CHECK(cond, __VA_ARGS__)
 #endif

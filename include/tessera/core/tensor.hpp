@@ -106,7 +106,7 @@ class TensorView {
 
   /// Elements [begin, end) along axis d; same rank. Throws on a bad range.
   TensorView narrow(int d, int64_t begin, int64_t end) const {
-    check(d >= 0 && d < Rank && begin >= 0 && begin <= end && end <= shape_[d], "narrow(", d, ", ", begin, ", ",
+    TESSERA_CHECK(d >= 0 && d < Rank && begin >= 0 && begin <= end && end <= shape_[d], "narrow(", d, ", ", begin, ", ",
           end, ") out of range for shape ", shape_str(shape_));
     TensorView v = *this;
     v.data_ = data_ + begin * strides_[d];
@@ -119,7 +119,7 @@ class TensorView {
   /// The packed last axis split into [n, last / n] (no copy; other axes keep their
   /// strides): [T, H * D] rows of a wider matrix become [T, H, D] heads.
   TensorView<T, Rank + 1> unflatten_last(int64_t n) const {
-    check(n > 0 && shape_[Rank - 1] % n == 0 && (strides_[Rank - 1] == 1 || shape_[Rank - 1] <= 1),
+    TESSERA_CHECK(n > 0 && shape_[Rank - 1] % n == 0 && (strides_[Rank - 1] == 1 || shape_[Rank - 1] <= 1),
           "unflatten_last(", n, ") of shape ", shape_str(shape_), " with last stride ", strides_[Rank - 1]);
     Shape<Rank + 1> sh{}, st{};
     for (int a = 0; a < Rank - 1; ++a) { sh[a] = shape_[a]; st[a] = strides_[a]; }
@@ -154,8 +154,8 @@ class TensorView {
   template <int R2>
   TensorView<T, R2> reshape(const Shape<R2>& shape) const {
     const int64_t n = std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
-    check(is_contiguous(), "reshape of a non-contiguous view of shape ", shape_str(shape_), " (call contiguous())");
-    check(n == size(), "reshape ", shape_str(shape_), " -> ", shape_str(shape), ": element counts differ");
+    TESSERA_CHECK(is_contiguous(), "reshape of a non-contiguous view of shape ", shape_str(shape_), " (call contiguous())");
+    TESSERA_CHECK(n == size(), "reshape ", shape_str(shape_), " -> ", shape_str(shape), ": element counts differ");
     return TensorView<T, R2>(data_, shape);
   }
 
@@ -176,7 +176,7 @@ class Tensor {
  public:
   Tensor() = default;
   explicit Tensor(const Shape<Rank>& shape) : shape_(shape) {
-    for (int64_t d : shape) check(d >= 0, "negative extent in shape ", shape_str(shape));
+    for (int64_t d : shape) TESSERA_CHECK(d >= 0, "negative extent in shape ", shape_str(shape));
     buf_ = AlignedBuffer(static_cast<size_t>(size()) * sizeof(T));
     if (buf_.data()) std::memset(buf_.data(), 0, buf_.size());
   }
@@ -245,7 +245,7 @@ TensorView<T, Rank> make_view(T* data, const Shape<Rank>& shape) { return {data,
 /// Checks that a view has the expected shape; names the tensor on mismatch.
 template <class T, int Rank>
 void check_shape(const TensorView<T, Rank>& v, const Shape<Rank>& want, const char* what) {
-  check(v.shape() == want, what, ": expected shape ", shape_str(want), ", got ", shape_str(v.shape()));
+  TESSERA_CHECK(v.shape() == want, what, ": expected shape ", shape_str(want), ", got ", shape_str(v.shape()));
 }
 
 }  // namespace tessera

@@ -26,7 +26,7 @@ std::array<int64_t, std::max(Ra, Rb)> broadcast_shape(const std::array<int64_t, 
   for (size_t i = 0; i < R; ++i) {  // i counts axes from the right
     const int64_t ea = i < Ra ? a[Ra - 1 - i] : 1;
     const int64_t eb = i < Rb ? b[Rb - 1 - i] : 1;
-    check(ea == eb || ea == 1 || eb == 1, "cannot broadcast shapes ", shape_str(a), " and ", shape_str(b),
+    TESSERA_CHECK(ea == eb || ea == 1 || eb == 1, "cannot broadcast shapes ", shape_str(a), " and ", shape_str(b),
           ": axis ", R - 1 - i, " of the result would be both ", ea, " and ", eb);
     out[R - 1 - i] = ea == 1 ? eb : ea;
   }
@@ -91,7 +91,7 @@ void next_row(std::array<int64_t, R>& idx, const std::array<int64_t, R>& shape) 
 /// Checks a destination against the expression's shape; `what` names the call.
 template <size_t R>
 void check_destination(const std::array<int64_t, R>& dst, const std::array<int64_t, R>& want, const char* what) {
-  check(dst == want, what, ": destination shape ", shape_str(dst), " differs from the expression's shape ",
+  TESSERA_CHECK(dst == want, what, ": destination shape ", shape_str(dst), " differs from the expression's shape ",
         shape_str(want));
 }
 

@@ -100,7 +100,7 @@ class KvCache {
   /// Stores layer `layer`'s rows k, v [pending(), kv_dim] (f32) for the open append.
   void write(int layer, TensorView<const float, 2> k, TensorView<const float, 2> v) {
     check(layer >= 0 && layer < layout_.n_layers, "KV cache: layer ", layer, " of ", layout_.n_layers);
-    check(k.dim(0) == pending_ && v.dim(0) == pending_ && k.dim(1) == layout_.kv_dim() && v.dim(1) == k.dim(1) &&
+    TESSERA_CHECK(k.dim(0) == pending_ && v.dim(0) == pending_ && k.dim(1) == layout_.kv_dim() && v.dim(1) == k.dim(1) &&
               k.stride(1) == 1 && v.stride(1) == 1,
           "KV cache: write of k ", shape_str(k.shape()), ", v ", shape_str(v.shape()), " for ", pending_,
           " positions of ", layout_.kv_dim(), " values");

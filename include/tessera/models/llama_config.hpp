@@ -49,8 +49,20 @@ struct LlamaConfig {
     c.rope.n_dims = static_cast<int>(m.get_or<uint32_t>(p + "rope.dimension_count", static_cast<uint32_t>(c.head_dim)));
     c.rope.base = m.get_or<float>(p + "rope.freq_base", 10000.f);
     c.rope.style = RopeStyle::interleaved;  // GGUF llama: Q/K rows permuted at conversion
-    if (m.get_or<std::string>(p + "rope.scaling.type", "none") == "linear")
-      c.rope.freq_scale = 1.f / m.get<float>(p + "rope.scaling.factor");
+    const auto scaling = m.get_or<std::string>(p + "rope.scaling.type", "none");
+    if (scaling == "linear") {
+      c.rope.scaling = RopeScaling::linear;
+      c.rope.factor = m.get<float>(p + "rope.scaling.factor");
+      c.rope.freq_scale = 1.f / c.rope.factor;
+    } else if (scaling == "yarn") {
+      c.rope.scaling = RopeScaling::yarn;
+      c.rope.factor = m.get<float>(p + "rope.scaling.factor");
+      c.rope.n_ctx_orig = static_cast<int>(m.get_or<uint32_t>(p + "rope.scaling.original_context_length",
+                                                              static_cast<uint32_t>(c.n_ctx_train)));
+    } else {
+      check(scaling == "none", "unsupported rope.scaling.type '", scaling, "' (none, linear or yarn)");
+    }
+    check(c.rope.factor > 0.f, "invalid rope.scaling.factor ", c.rope.factor);
     check(c.rope.n_dims > 0 && c.rope.n_dims <= c.head_dim && c.rope.n_dims % 2 == 0, "invalid rope.dimension_count ",
           c.rope.n_dims, " for head dim ", c.head_dim);
     return c;

@@ -66,7 +66,7 @@ inline void attention(TensorView<const float, 3> q, const KvSource& kv, const At
 /// j sits at position k_pos0 + j.  The segment lives in seg (caller's storage).
 inline KvSource contiguous_kv(TensorView<const float, 3> k, TensorView<const float, 3> v, KvSegment& seg,
                               int64_t k_pos0 = 0) {
-  check(k.shape() == v.shape(), "attention: k ", shape_str(k.shape()), " but v ", shape_str(v.shape()));
+  TESSERA_CHECK(k.shape() == v.shape(), "attention: k ", shape_str(k.shape()), " but v ", shape_str(v.shape()));
   check(k.stride(2) == 1 && k.stride(1) == k.dim(2) && v.stride(2) == 1 && v.stride(1) == v.dim(2) &&
             (k.stride(0) == v.stride(0) || k.dim(0) <= 1),
         "attention: k and v rows must be [n_kv_heads * head_dim] packed with equal row strides");

@@ -13,7 +13,7 @@ namespace tessera::nn {
 /// out[t, :] = table[ids[t], :].  table [n_vocab, n_embd], ids [n_tokens], out [n_tokens, n_embd].  O(n_tokens n_embd).
 /// Error for an id outside [0, n_vocab).
 inline void embedding(const Weight& table, std::span<const int32_t> ids, TensorView<float, 2> out) {
-  check(out.dim(0) == static_cast<int64_t>(ids.size()) && out.dim(1) == table.n_in && out.rows_contiguous(),
+  TESSERA_CHECK(out.dim(0) == static_cast<int64_t>(ids.size()) && out.dim(1) == table.n_in && out.rows_contiguous(),
         "embedding: ", ids.size(), " ids into out ", shape_str(out.shape()), " from a table of width ", table.n_in);
   visit_type(table.type, [&]<class T>() {
     const auto tv = table.view<T>();

@@ -94,7 +94,7 @@ class LinearWorkspace {
 /// memory-bound gemv; prefill a gemm.  Backend is backend::scalar or backend::simd (the namespace's Tag).
 template <class Backend = backend::Default>
 void linear(const Weight& w, TensorView<const float, 2> x, TensorView<float, 2> y, LinearWorkspace& ws) {
-  check(x.dim(1) == w.n_in && y.dim(1) == w.n_out && x.dim(0) == y.dim(0), "linear: weight [", w.n_out, ", ",
+  TESSERA_CHECK(x.dim(1) == w.n_in && y.dim(1) == w.n_out && x.dim(0) == y.dim(0), "linear: weight [", w.n_out, ", ",
         w.n_in, "] with x ", shape_str(x.shape()), " into y ", shape_str(y.shape()));
   constexpr bool kScalar = std::is_same_v<Backend, backend::scalar::Tag>;
   visit_type(w.type, [&]<class T>() {

@@ -14,7 +14,7 @@ namespace tessera::backend::scalar {
 /// y[n] = sum_k w[n,k] x[k].  w [N, K], x [K], y [N].  O(N K).
 template <class W>
 void gemv(TensorView<const W, 2> w, std::span<const float> x, std::span<float> y) {
-  check(w.dim(1) == static_cast<int64_t>(x.size()) && w.dim(0) == static_cast<int64_t>(y.size()),
+  TESSERA_CHECK(w.dim(1) == static_cast<int64_t>(x.size()) && w.dim(0) == static_cast<int64_t>(y.size()),
         "gemv: weight ", shape_str(w.shape()), " with x [", x.size(), "] into y [", y.size(), "]");
   for (int64_t n = 0; n < w.dim(0); ++n) {
     float acc = 0.f;
@@ -26,7 +26,7 @@ void gemv(TensorView<const W, 2> w, std::span<const float> x, std::span<float> y
 /// y[m,n] = sum_k x[m,k] w[n,k].  w [N, K], x [M, K], y [M, N].  O(M N K).
 template <class W>
 void gemm(TensorView<const W, 2> w, TensorView<const float, 2> x, TensorView<float, 2> y) {
-  check(w.dim(1) == x.dim(1) && y.dim(0) == x.dim(0) && y.dim(1) == w.dim(0), "gemm: weight ",
+  TESSERA_CHECK(w.dim(1) == x.dim(1) && y.dim(0) == x.dim(0) && y.dim(1) == w.dim(0), "gemm: weight ",
         shape_str(w.shape()), " with x ", shape_str(x.shape()), " into y ", shape_str(y.shape()));
   for (int64_t m = 0; m < x.dim(0); ++m)
     for (int64_t n = 0; n < w.dim(0); ++n) {

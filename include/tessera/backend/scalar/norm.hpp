@@ -12,7 +12,7 @@ namespace tessera::backend::detail {
 // The norms' shape contracts, shared by both backends so they reject the same calls alike.
 inline void check_norm_shapes(const char* what, const TensorView<const float, 2>& x, size_t n_w, size_t n_b,
                               const TensorView<float, 2>& out) {
-  check(x.shape() == out.shape() && x.dim(1) == static_cast<int64_t>(n_w) && (n_b == 0 || n_b == n_w), what,
+  TESSERA_CHECK(x.shape() == out.shape() && x.dim(1) == static_cast<int64_t>(n_w) && (n_b == 0 || n_b == n_w), what,
         ": x ", shape_str(x.shape()), ", w [", n_w, "], b [", n_b, "], out ", shape_str(out.shape()));
 }
 }  // namespace tessera::backend::detail

@@ -68,7 +68,7 @@ inline constexpr int64_t kWidenTileRows = 256;  // weight rows widened per Eigen
 /// y[n] = sum_k w[n,k] x[k].  w [N, K] (rows packed), x [K], y [N].  O(N K), parallel over rows.
 template <class W>
 void gemv(TensorView<const W, 2> w, std::span<const float> x, std::span<float> y) {
-  check(w.dim(1) == static_cast<int64_t>(x.size()) && w.dim(0) == static_cast<int64_t>(y.size()),
+  TESSERA_CHECK(w.dim(1) == static_cast<int64_t>(x.size()) && w.dim(0) == static_cast<int64_t>(y.size()),
         "gemv: weight ", shape_str(w.shape()), " with x [", x.size(), "] into y [", y.size(), "]");
   check(w.rows_contiguous(), "gemv: weight rows must be packed");
   const int64_t k_len = w.dim(1);
@@ -90,7 +90,7 @@ constexpr size_t gemm_scratch_size(int64_t k_len) {
 template <class W>
 void gemm(TensorView<const W, 2> w, TensorView<const float, 2> x, TensorView<float, 2> y, std::span<float> scratch) {
   const int64_t M = x.dim(0), N = w.dim(0), K = w.dim(1);
-  check(x.dim(1) == K && y.dim(0) == M && y.dim(1) == N, "gemm: weight ", shape_str(w.shape()), " with x ",
+  TESSERA_CHECK(x.dim(1) == K && y.dim(0) == M && y.dim(1) == N, "gemm: weight ", shape_str(w.shape()), " with x ",
         shape_str(x.shape()), " into y ", shape_str(y.shape()));
   check(w.rows_contiguous() && x.rows_contiguous() && y.rows_contiguous(), "gemm: rows must be packed");
   check(scratch.size() >= gemm_scratch_size<W>(K), "gemm: scratch of ", scratch.size(), " floats, need ",

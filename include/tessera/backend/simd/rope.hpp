@@ -18,21 +18,22 @@ inline constexpr int kMaxRopeDims = 1024;
 
 /// Rotates x in place.  x [n_tokens, n_heads, head_dim] (head rows packed), pos [n_tokens].  O(n).
 inline void rope(TensorView<float, 3> x, std::span<const int32_t> pos, const RopeParams& p) {
-  check(x.dim(0) == static_cast<int64_t>(pos.size()), "rope: x ", shape_str(x.shape()), " with ", pos.size(),
+  TESSERA_CHECK(x.dim(0) == static_cast<int64_t>(pos.size()), "rope: x ", shape_str(x.shape()), " with ", pos.size(),
         " positions");
   check(p.n_dims > 0 && p.n_dims % 2 == 0 && p.n_dims <= x.dim(2) && p.n_dims <= kMaxRopeDims, "rope: n_dims ",
         p.n_dims, " for head_dim ", x.dim(2));
   check(x.stride(2) == 1, "rope: head rows must be packed");
   const int half = p.n_dims / 2;
   std::array<float, kMaxRopeDims / 2> inv_freq{};
-  for (int i = 0; i < half; ++i) inv_freq[i] = p.freq_scale * p.inv_freq(i);
+  for (int i = 0; i < half; ++i) inv_freq[i] = p.freq(i);
+  const float ms = p.mscale();
   parallel_for(x.dim(0), 1, [&](int64_t t0, int64_t t1) {
     std::array<float, kMaxRopeDims / 2> cs{}, sn{};
     for (int64_t t = t0; t < t1; ++t) {
       for (int i = 0; i < half; ++i) {
         const float theta = static_cast<float>(pos[t]) * inv_freq[i];
-        cs[i] = std::cos(theta);
-        sn[i] = std::sin(theta);
+        cs[i] = std::cos(theta) * ms;
+        sn[i] = std::sin(theta) * ms;
       }
       for (int64_t h = 0; h < x.dim(1); ++h) {
         float* v = &x(t, h, 0);
