@@ -123,6 +123,8 @@ int main(int argc, char** argv) {
   register_type<block_q8_0>();
   register_type<block_q4_0>();
   register_type<block_q4_1>();
+  register_type<block_q5_0>();
+  register_type<block_q5_1>();
   register_type<block_q4_K>();
   register_type<block_q6_K>();
   benchmark::RegisterBenchmark("quantize_activations/q8_0/scalar/4096", BM_quantize_activations<block_q8_0, true>)

@@ -58,11 +58,15 @@ std::vector<float> dequantized(std::span<const B> blocks) {
 /// |offset part| of each dequantized weight (q4_1's m, q4_K's dmin * m_j; 0
 /// for the symmetric formats): the integer paths sum the scaled part and the
 /// offset part separately, so their rounding scales with both magnitudes.
+/// Formats with a per-block offset m carried by the activations' block sum (q8_1's s).
+template <class W>
+inline constexpr bool kHasBlockMin = std::is_same_v<W, block_q4_1> || std::is_same_v<W, block_q5_1>;
+
 template <class W>
 std::vector<double> offset_magnitudes(std::span<const W> row) {
   std::vector<double> off(row.size() * quant_traits<W>::block_size, 0.0);
   for (size_t b = 0; b < row.size(); ++b) {
-    if constexpr (std::is_same_v<W, block_q4_1>) {
+    if constexpr (kHasBlockMin<W>) {
       for (int i = 0; i < 32; ++i) off[32 * b + i] = std::fabs(static_cast<float>(row[b].m));
     } else if constexpr (std::is_same_v<W, block_q4_K>) {
       uint8_t sc[8], mn[8];
@@ -166,7 +170,7 @@ void check_gemv() {
           sum_wx += std::fabs(static_cast<double>(wr[i]) * x[i]);
         }
         bound += static_cast<double>(k + nb) * std::ldexp(sum_wx, -24);
-        if constexpr (std::is_same_v<W, block_q4_1>) {
+        if constexpr (kHasBlockMin<W>) {
           for (int64_t b = 0; b < nb; ++b) {
             const double dq = static_cast<float>(xq[b].d), s = static_cast<float>(xq[b].s);
             double sum_q = 0, amax = 0;
@@ -240,7 +244,7 @@ void check_exact_dot() {
     // the dequantized weights' own rounding in q4_K / q6_K) ...
     double tol = rounding_tol(nb, term_magnitude(wr, xd));
     // ... and for q4_1 by its offset term using s = f16(d sum q) rather than f16(d) sum q.
-    if constexpr (std::is_same_v<W, block_q4_1>) {
+    if constexpr (kHasBlockMin<W>) {
       for (int64_t b = 0; b < nb; ++b) {
         double sum_q = 0;
         for (int i = 0; i < 32; ++i) sum_q += xq[b].qs[i];
@@ -256,22 +260,23 @@ void check_exact_dot() {
 }  // namespace
 
 TEMPLATE_TEST_CASE("quant gemv: simd vs scalar, int8 vs f32 activations", "[quant_matmul]", block_q8_0, block_q4_0,
-                   block_q4_1, block_q4_K, block_q6_K) {
+                   block_q4_1, block_q5_0, block_q5_1, block_q4_K, block_q6_K) {
   check_gemv<TestType>();
 }
 
 TEMPLATE_TEST_CASE("quant gemm: simd vs scalar, rows equal gemv", "[quant_matmul]", block_q8_0, block_q4_0,
-                   block_q4_1, block_q4_K, block_q6_K) {
+                   block_q4_1, block_q5_0, block_q5_1, block_q4_K, block_q6_K) {
   check_gemm<TestType>();
 }
 
 TEMPLATE_TEST_CASE("quant dot: scalar int8 dot is the double sum of dequantized values up to float rounding",
-                   "[quant_matmul]", block_q8_0, block_q4_0, block_q4_1, block_q4_K, block_q6_K) {
+                   "[quant_matmul]", block_q8_0, block_q4_0, block_q4_1, block_q5_0, block_q5_1, block_q4_K,
+                   block_q6_K) {
   check_exact_dot<TestType>();
 }
 
-TEMPLATE_TEST_CASE("quant dot_f32: simd vs scalar", "[quant_matmul]", block_q8_0, block_q4_0, block_q4_1, block_q4_K,
-                   block_q6_K) {
+TEMPLATE_TEST_CASE("quant dot_f32: simd vs scalar", "[quant_matmul]", block_q8_0, block_q4_0, block_q4_1, block_q5_0, block_q5_1,
+                   block_q4_K, block_q6_K) {
   constexpr int bs = quant_traits<TestType>::block_size;
   for (int64_t nb : block_counts<TestType>()) {
     const auto w = quantized<TestType>(1, nb, random_values(nb * bs));
@@ -337,7 +342,7 @@ TEST_CASE("quant gemv/gemm: strided views and calls inside a parallel region", "
   REQUIRE(y_team == y_ref);
 }
 
-TEMPLATE_TEST_CASE("quant gemv/gemm: K = 0 gives zeros", "[quant_matmul]", block_q8_0, block_q4_0, block_q4_1,
+TEMPLATE_TEST_CASE("quant gemv/gemm: K = 0 gives zeros", "[quant_matmul]", block_q8_0, block_q4_0, block_q4_1, block_q5_0, block_q5_1,
                    block_q4_K, block_q6_K) {
   using A = ActBlock<TestType>;
   const Tensor<TestType, 2> w({5, 0});

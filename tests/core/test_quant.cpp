@@ -85,6 +85,11 @@ TEST_CASE("quant: block layouts match GGUF offsets", "[quant]") {
   CHECK(offsetof(block_q8_1, qs) == 4);
   CHECK(offsetof(block_q4_1, m) == 2);
   CHECK(offsetof(block_q4_1, qs) == 4);
+  CHECK(offsetof(block_q5_0, qh) == 2);
+  CHECK(offsetof(block_q5_0, qs) == 6);
+  CHECK(offsetof(block_q5_1, m) == 2);
+  CHECK(offsetof(block_q5_1, qh) == 4);
+  CHECK(offsetof(block_q5_1, qs) == 8);
   CHECK(offsetof(block_q4_K, dmin) == 2);
   CHECK(offsetof(block_q4_K, scales) == 4);
   CHECK(offsetof(block_q4_K, qs) == 16);
@@ -173,6 +178,42 @@ TEST_CASE("quant q4_1: round-trip error <= d/2 plus f16 rounding of d and m", "[
   }
 }
 
+TEST_CASE("quant q5_0: round-trip error <= d/2, <= d next to the clamped end", "[quant]") {
+  const auto x = test_row(kBlocks, 32);
+  std::vector<block_q5_0> b;
+  const auto y = round_trip(x, b);
+  for (int k = 0; k < kBlocks; ++k) {
+    const float* xb = &x[32 * k];
+    double max = 0;
+    for (int i = 0; i < 32; ++i)
+      if (std::fabs(xb[i]) > std::fabs(max)) max = xb[i];
+    const double d = max / -16.0, d16 = static_cast<float>(b[k].d);
+    for (int i = 0; i < 32; ++i) {
+      // As q4_0 with levels -16..15: x/d in [-16, 16], above 15.5 clamps to 15;
+      // f16(d) moves a level by <= 16 |d - d16|.
+      const double t = d != 0 ? xb[i] / d : 0;
+      const double bound = std::fabs(d) * ((t > 15.5 ? 1.0 : 0.5) + 1e-5) + 16.0 * std::fabs(d - d16);
+      INFO("block " << k << " element " << i);
+      REQUIRE(std::fabs(xb[i] - y[32 * k + i]) <= bound);
+    }
+  }
+}
+
+TEST_CASE("quant q5_1: round-trip error <= d/2 plus f16 rounding of d and m", "[quant]") {
+  const auto x = test_row(kBlocks, 32);
+  std::vector<block_q5_1> b;
+  const auto y = round_trip(x, b);
+  for (int k = 0; k < kBlocks; ++k) {
+    const float* xb = &x[32 * k];
+    const double lo = *std::min_element(xb, xb + 32), hi = *std::max_element(xb, xb + 32);
+    const double d = (hi - lo) / 31.0;
+    // Levels lo + d q, q = 0..31; f16 d moves level q by <= 31 |d - d16|, f16 m all by |lo - m16|.
+    const double bound = d * (0.5 + 1e-5) + 31.0 * std::fabs(d - static_cast<float>(b[k].d)) +
+                         std::fabs(lo - static_cast<float>(b[k].m)) + 1e-30;
+    for (int i = 0; i < 32; ++i) REQUIRE(std::fabs(xb[i] - y[32 * k + i]) <= bound);
+  }
+}
+
 TEST_CASE("quant q4_K: levels are nearest on the stored grid, RMS per sub-block bounded", "[quant]") {
   const auto x = test_row(kBlocks / 2, 256);
   std::vector<block_q4_K> b;
@@ -247,7 +288,7 @@ TEST_CASE("quant q6_K: levels are nearest on the stored grid, RMS per sub-block 
 }
 
 TEST_CASE("quant: values already on a format's grid round-trip exactly", "[quant]") {
-  std::uniform_int_distribution<int> level(0, 15), level6(-32, 31), level8(-127, 127), scale6(0, 63);
+  std::uniform_int_distribution<int> level(0, 15), level5(0, 31), level6(-32, 31), level8(-127, 127), scale6(0, 63);
   auto check_exact = [](const std::vector<float>& x, const std::vector<float>& y) {
     for (size_t i = 0; i < x.size(); ++i) {
       INFO("element " << i);
@@ -276,6 +317,20 @@ TEST_CASE("quant: values already on a format's grid round-trip exactly", "[quant
     for (auto& v : x) v = -1.5f + 0.125f * static_cast<float>(level(rng()));
     for (int b = 0; b < 4; ++b) { x[32 * b] = -1.5f; x[32 * b + 31] = -1.5f + 0.125f * 15; }
     std::vector<block_q4_1> b;
+    check_exact(x, round_trip(x, b));
+  }
+  SECTION("q5_0") {
+    std::vector<float> x(128);
+    for (auto& v : x) v = 0.25f * static_cast<float>(level5(rng()) - 16);
+    for (int b = 0; b < 4; ++b) x[32 * b + 5 * b] = 0.25f * -16.f;  // the largest magnitude sits on -16
+    std::vector<block_q5_0> b;
+    check_exact(x, round_trip(x, b));
+  }
+  SECTION("q5_1") {
+    std::vector<float> x(128);
+    for (auto& v : x) v = -1.5f + 0.125f * static_cast<float>(level5(rng()));
+    for (int b = 0; b < 4; ++b) { x[32 * b + 7] = -1.5f; x[32 * b + 20] = -1.5f + 0.125f * 31; }
+    std::vector<block_q5_1> b;
     check_exact(x, round_trip(x, b));
   }
   SECTION("q4_K") {
@@ -385,6 +440,30 @@ TEST_CASE("quant: dequantization of hand-assembled blocks", "[quant]") {
     for (int j = 0; j < 16; ++j) {
       REQUIRE(y[j] == static_cast<float>((3 * j) & 15) - 1.5f);
       REQUIRE(y[j + 16] == static_cast<float>(j ^ 5) - 1.5f);
+    }
+  }
+  SECTION("q5_0: f16 d, 4 bytes qh, 16 bytes; x_j = d (q_j - 16), bit 4 of q_j in bit j of qh") {
+    std::array<uint8_t, 22> raw{0x00, 0x40, 0x5a, 0xc3, 0x01, 0x80};  // d = 2; qh = 0x8001c35a
+    for (int j = 0; j < 16; ++j) raw[6 + j] = static_cast<uint8_t>(j | ((15 - j) << 4));
+    const uint32_t qh = 0x8001c35au;
+    const auto y = decode(from_bytes<block_q5_0>(raw));
+    for (int j = 0; j < 16; ++j) {
+      const int lo = j | static_cast<int>(((qh >> j) & 1) << 4), hi = (15 - j) | static_cast<int>(((qh >> (j + 16)) & 1) << 4);
+      INFO("element " << j);
+      REQUIRE(y[j] == 2.f * static_cast<float>(lo - 16));
+      REQUIRE(y[j + 16] == 2.f * static_cast<float>(hi - 16));
+    }
+  }
+  SECTION("q5_1: f16 d, f16 m, 4 bytes qh, 16 bytes; x = d q + m") {
+    std::array<uint8_t, 24> raw{0x00, 0x3c, 0x00, 0xbe, 0xff, 0x00, 0x0f, 0xf0};  // d = 1, m = -1.5; qh = 0xf00f00ff
+    for (int j = 0; j < 16; ++j) raw[8 + j] = static_cast<uint8_t>(((3 * j) & 15) | ((j ^ 5) << 4));
+    const uint32_t qh = 0xf00f00ffu;
+    const auto y = decode(from_bytes<block_q5_1>(raw));
+    for (int j = 0; j < 16; ++j) {
+      const int lo = ((3 * j) & 15) | static_cast<int>(((qh >> j) & 1) << 4);
+      const int hi = (j ^ 5) | static_cast<int>(((qh >> (j + 16)) & 1) << 4);
+      REQUIRE(y[j] == static_cast<float>(lo) - 1.5f);
+      REQUIRE(y[j + 16] == static_cast<float>(hi) - 1.5f);
     }
   }
   SECTION("q4_K: f16 d, f16 dmin, 12 scale bytes, 128 bytes of nibbles") {

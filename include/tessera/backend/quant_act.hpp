@@ -1,6 +1,6 @@
 // Which quantized activation block each weight format's integer dot product
-// pairs with: q8_0 for q8_0 / q4_0, q8_1 for q4_1 (its block sum carries the
-// weights' offset term), q8_K for the k-quants (per-16 sums carry theirs).
+// pairs with: q8_0 for q8_0 / q4_0 / q5_0, q8_1 for q4_1 / q5_1 (its block sum
+// carries the weights' offset term), q8_K for the k-quants (per-16 sums carry theirs).
 #pragma once
 
 #include <cmath>
@@ -20,6 +20,8 @@ struct act_block_of {};
 template <> struct act_block_of<block_q8_0> { using type = block_q8_0; };
 template <> struct act_block_of<block_q4_0> { using type = block_q8_0; };
 template <> struct act_block_of<block_q4_1> { using type = block_q8_1; };
+template <> struct act_block_of<block_q5_0> { using type = block_q8_0; };
+template <> struct act_block_of<block_q5_1> { using type = block_q8_1; };
 template <> struct act_block_of<block_q4_K> { using type = block_q8_K; };
 template <> struct act_block_of<block_q6_K> { using type = block_q8_K; };
 

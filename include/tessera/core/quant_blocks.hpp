@@ -10,7 +10,7 @@
 
 namespace tessera {
 
-inline constexpr int QK4_0 = 32, QK4_1 = 32, QK8_0 = 32;
+inline constexpr int QK4_0 = 32, QK4_1 = 32, QK5_0 = 32, QK5_1 = 32, QK8_0 = 32;
 inline constexpr int QK_K = 256;           // super-block of the k-quants
 inline constexpr int K_SCALE_BYTES = 12;   // q4_K: 8 6-bit scales + 8 6-bit mins, packed
 
@@ -29,6 +29,20 @@ struct block_q4_1 {
   f16 d;
   f16 m;
   uint8_t qs[QK4_1 / 2];
+};
+/// 32 weights = d * (q - 16), q in 5 bits: the low 4 in qs as q4_0 orders
+/// them, bit 4 of element j in bit j of qh (read as a little-endian uint32).
+struct block_q5_0 {
+  f16 d;
+  uint8_t qh[4];
+  uint8_t qs[QK5_0 / 2];
+};
+/// 32 weights = d * q + m, q in 5 bits laid out as in q5_0.
+struct block_q5_1 {
+  f16 d;
+  f16 m;
+  uint8_t qh[4];
+  uint8_t qs[QK5_1 / 2];
 };
 /// 256 weights in 8 sub-blocks of 32: w = d*sc[j]*q - dmin*mn[j], 6-bit sc/mn, 4-bit q.
 struct block_q4_K {
@@ -61,6 +75,8 @@ struct block_q8_K {
 static_assert(sizeof(block_q8_0) == 34);
 static_assert(sizeof(block_q4_0) == 18);
 static_assert(sizeof(block_q4_1) == 20);
+static_assert(sizeof(block_q5_0) == 22);
+static_assert(sizeof(block_q5_1) == 24);
 static_assert(sizeof(block_q4_K) == 144);
 static_assert(sizeof(block_q6_K) == 210);
 static_assert(sizeof(block_q8_K) == 292);
@@ -80,6 +96,8 @@ template <> struct quant_traits<bf16> { static constexpr int block_size = 1; sta
 template <> struct quant_traits<block_q8_0> { static constexpr int block_size = QK8_0; static constexpr GgmlType type = GgmlType::q8_0; static constexpr const char* name = "q8_0"; };
 template <> struct quant_traits<block_q4_0> { static constexpr int block_size = QK4_0; static constexpr GgmlType type = GgmlType::q4_0; static constexpr const char* name = "q4_0"; };
 template <> struct quant_traits<block_q4_1> { static constexpr int block_size = QK4_1; static constexpr GgmlType type = GgmlType::q4_1; static constexpr const char* name = "q4_1"; };
+template <> struct quant_traits<block_q5_0> { static constexpr int block_size = QK5_0; static constexpr GgmlType type = GgmlType::q5_0; static constexpr const char* name = "q5_0"; };
+template <> struct quant_traits<block_q5_1> { static constexpr int block_size = QK5_1; static constexpr GgmlType type = GgmlType::q5_1; static constexpr const char* name = "q5_1"; };
 template <> struct quant_traits<block_q8_1> { static constexpr int block_size = QK8_0; static constexpr GgmlType type = GgmlType::q8_1; static constexpr const char* name = "q8_1"; };
 template <> struct quant_traits<block_q4_K> { static constexpr int block_size = QK_K; static constexpr GgmlType type = GgmlType::q4_K; static constexpr const char* name = "q4_K"; };
 template <> struct quant_traits<block_q6_K> { static constexpr int block_size = QK_K; static constexpr GgmlType type = GgmlType::q6_K; static constexpr const char* name = "q6_K"; };
@@ -101,8 +119,8 @@ constexpr TypeInfo type_info(uint32_t id) {
     case GgmlType::bf16: return {"bf16", 1, 2, true};
     case GgmlType::q4_0: return {"q4_0", 32, 18, true};
     case GgmlType::q4_1: return {"q4_1", 32, 20, true};
-    case GgmlType::q5_0: return {"q5_0", 32, 22, false};
-    case GgmlType::q5_1: return {"q5_1", 32, 24, false};
+    case GgmlType::q5_0: return {"q5_0", 32, 22, true};
+    case GgmlType::q5_1: return {"q5_1", 32, 24, true};
     case GgmlType::q8_0: return {"q8_0", 32, 34, true};
     case GgmlType::q8_1: return {"q8_1", 32, 36, false};
     case GgmlType::q2_K: return {"q2_K", 256, 84, false};

@@ -51,6 +51,8 @@ decltype(auto) visit_type(GgmlType type, F&& f) {
     case GgmlType::q8_0: return f.template operator()<block_q8_0>();
     case GgmlType::q4_0: return f.template operator()<block_q4_0>();
     case GgmlType::q4_1: return f.template operator()<block_q4_1>();
+    case GgmlType::q5_0: return f.template operator()<block_q5_0>();
+    case GgmlType::q5_1: return f.template operator()<block_q5_1>();
     case GgmlType::q4_K: return f.template operator()<block_q4_K>();
     case GgmlType::q6_K: return f.template operator()<block_q6_K>();
     default: break;

@@ -1,4 +1,4 @@
-// Reference products of quantized weights (q8_0, q4_0, q4_1, q4_K, q6_K,
+// Reference products of quantized weights (q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q6_K,
 // stored [N, K / block_size] as GGUF does) with activations quantized to the
 // paired 8-bit block (backend/quant_act.hpp): the truth the SIMD path is tested against.
 #pragma once
@@ -38,6 +38,19 @@ inline float block_dot(const block_q4_0& w, const block_q8_0& x, float acc) {
 inline float block_dot(const block_q4_1& w, const block_q8_1& x, float acc) {
   int32_t s = 0;
   for (int j = 0; j < QK4_1 / 2; ++j) s += (w.qs[j] & 0x0f) * x.qs[j] + (w.qs[j] >> 4) * x.qs[j + QK4_1 / 2];
+  return mul_add(f32(w.m), f32(x.s), mul_add(f32(w.d) * f32(x.d), static_cast<float>(s), acc));
+}
+
+inline float block_dot(const block_q5_0& w, const block_q8_0& x, float acc) {
+  int32_t s = 0;
+  for (int j = 0; j < QK5_0; ++j) s += (tessera::detail::q5_value(w, j) - 16) * x.qs[j];
+  return mul_add(f32(w.d) * f32(x.d), static_cast<float>(s), acc);
+}
+
+// As q4_1: the offset m multiplies the activation block's sum x.s.
+inline float block_dot(const block_q5_1& w, const block_q8_1& x, float acc) {
+  int32_t s = 0;
+  for (int j = 0; j < QK5_1; ++j) s += tessera::detail::q5_value(w, j) * x.qs[j];
   return mul_add(f32(w.m), f32(x.s), mul_add(f32(w.d) * f32(x.d), static_cast<float>(s), acc));
 }
 

@@ -130,6 +130,48 @@ struct Kernel<block_q4_1> {
   }
 };
 
+/// The 32 bits of a q5 block's qh -> byte j = 0x10 where bit j is set: the
+/// fifth bit of each value, to OR onto unpack_nibbles' bytes.
+inline __m256i q5_high_bits(const uint8_t* qh) {
+  uint32_t h;
+  std::memcpy(&h, qh, 4);
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+  return _mm256_maskz_mov_epi8(h, _mm256_set1_epi8(0x10));
+#else
+  // Byte j takes byte j / 8 of h (in-lane shuffle of the broadcast word), then tests bit j % 8.
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int>(h)),
+      _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(0x10));
+#endif
+}
+
+inline __m256i unpack_q5(const uint8_t* qs, const uint8_t* qh) {
+  return _mm256_or_si256(unpack_nibbles(qs), q5_high_bits(qh));
+}
+
+// q - 16 fits int8, so q5_0 takes q8_0's signed path.
+template <>
+struct Kernel<block_q5_0> {
+  using Unpacked = SignedBlock;
+  static Unpacked unpack(const block_q5_0& w) {
+    const __m256i q = _mm256_sub_epi8(unpack_q5(w.qs, w.qh), _mm256_set1_epi8(16));
+    return {_mm256_sign_epi8(q, q), q, f32(w.d)};
+  }
+  static void accumulate(const Unpacked& u, const block_q8_0& x, Acc& acc) { accumulate_signed(u, x, acc); }
+};
+
+// Unsigned 5-bit values and an offset, as q4_1.
+template <>
+struct Kernel<block_q5_1> {
+  using Unpacked = Kernel<block_q4_1>::Unpacked;
+  static Unpacked unpack(const block_q5_1& w) { return {unpack_q5(w.qs, w.qh), f32(w.d), f32(w.m)}; }
+  static void accumulate(const Unpacked& u, const block_q8_1& x, Acc& acc) {
+    Kernel<block_q4_1>::accumulate(u, x, acc);
+  }
+};
+
 // Sub-block scales ride in vpmaddwd's second operand, so a super-block's
 // integer sum needs one conversion to float. The offset term pairs each
 // min m_j with the activations' per-16 sums: mins16 holds m0 m0 m1 m1 ... m7 m7.
