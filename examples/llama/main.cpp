@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <new>
 #include <numeric>
 #include <random>
 #include <string>
@@ -182,6 +183,10 @@ int main(int argc, char** argv) {
       return run_chat(a, ctx, tok, tmpl);
     }
     return run_generate(a, ctx, tok);
+  } catch (const std::bad_alloc&) {
+    // what() would only say "std::bad_alloc"; the usual cause is a KV cache for a huge -c.
+    std::fprintf(stderr, "error: out of memory (a smaller context, -c, needs less)\n");
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -1,0 +1,34 @@
+# One CTest case of tessera-llama, run as `cmake -P`:
+#   -DEXE=<tessera-llama> -DARGS=<;-list> -DEXPECT=ok|error -DREGEX=<regex> [-DNEEDS_MODEL=<path>]
+# ok:    exit 0 and REGEX found in stderr (where the stats go).
+# error: exit status exactly 1 (a signal or abort reads as a crash, not as an error) and stderr exactly
+#        one line, "error: ...", matching REGEX.
+# PASS_REGULAR_EXPRESSION alone ignores the exit status, and WILL_FAIL cannot tell a clean error exit
+# from a crash, hence this script. When NEEDS_MODEL is given and absent it prints "SKIPPED: ..." (the
+# test's SKIP_REGULAR_EXPRESSION) instead of running.
+if(DEFINED NEEDS_MODEL AND NOT EXISTS "${NEEDS_MODEL}")
+  message("SKIPPED: ${NEEDS_MODEL} is missing (run scripts/fetch-model)")
+  return()
+endif()
+string(REPLACE "|" ";" args "${ARGS}")  # the CMakeLists joins the arguments with '|'
+execute_process(COMMAND "${EXE}" ${args} INPUT_FILE /dev/null
+  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(EXPECT STREQUAL "ok")
+  if(NOT rc STREQUAL "0")
+    message(FATAL_ERROR "expected exit 0, got '${rc}'\nstderr:\n${err}")
+  endif()
+  if(NOT err MATCHES "${REGEX}")
+    message(FATAL_ERROR "stderr does not match '${REGEX}':\n${err}")
+  endif()
+else()
+  if(NOT rc STREQUAL "1")
+    message(FATAL_ERROR "expected exit 1 with an error, got '${rc}'\nstderr:\n${err}")
+  endif()
+  if(NOT err MATCHES "^error: [^\n]*\n$")
+    message(FATAL_ERROR "stderr is not one 'error: ...' line:\n${err}")
+  endif()
+  if(NOT err MATCHES "${REGEX}")
+    message(FATAL_ERROR "the error does not match '${REGEX}': ${err}")
+  endif()
+endif()
+message("ok: ${err}")
