@@ -1,7 +1,8 @@
 // nn::attention: the SIMD naive and flash paths against the scalar reference
 // over head layouts, head dims, lengths, masks, KV storage types and segment
 // layouts; the reference against an independent double-precision formula;
-// the mask and permutation properties; the QKV and padded-batch helpers.
+// the mask and permutation properties; the QKV and padded-batch helpers; the
+// automatic algorithm choice, scratch sizes and the default scale.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -129,17 +130,28 @@ TEST_CASE("attention reference equals softmax(q k^T scale) v in double precision
 }
 
 TEST_CASE("attention: naive and flash equal the reference for heads 1-32 and every KV-head divisor", "[attention]") {
+  // Each (H, Hkv) case takes the next mask and head dim in turn: 4 masks and 5
+  // dims are coprime, so the 119 cases cover every (mask, dim) pair 5-6 times
+  // and every head layout once, at the cost of 119 small calls, not 119 x 20.
+  const int64_t dims[] = {32, 64, 80, 96, 128};
+  const int64_t n_q = 3, n_k = 70;
+  const AttentionMask masks[] = {AttentionMask::causal(), AttentionMask::sliding(20), AttentionMask::none(),
+                                 AttentionMask::padding(n_k * 3 / 4)};
+  size_t i = 0;
   for (int64_t H = 1; H <= 32; ++H)
     for (int64_t Hkv = 1; Hkv <= H; ++Hkv) {
       if (H % Hkv) continue;
-      const int64_t d = 32, n_q = 3, n_k = 70;
+      const AttentionMask m = masks[i % 4];
+      const int64_t d = dims[i % 5];
+      ++i;
       auto q = test::random_tensor<float, 3>({n_q, H, d});
       auto k = test::random_tensor<float, 3>({n_k, Hkv, d});
       auto v = test::random_tensor<float, 3>({n_k, Hkv, d});
       StoredKv s(k, v, KvType::f32);
-      INFO("heads " << H << " / " << Hkv);
-      check_all(q, s.source(), params(d, AttentionMask::causal(), n_k - n_q));
+      INFO("heads " << H << " / " << Hkv << " d " << d << " mask " << int(m.kind) << " limit " << m.key_limit);
+      check_all(q, s.source(), params(d, m, n_k - n_q));
     }
+  REQUIRE(i == 119);  // sum of the divisor counts of 1..32
 }
 
 TEST_CASE("attention: naive and flash equal the reference over head dims, lengths and masks", "[attention]") {
@@ -170,7 +182,9 @@ TEST_CASE("attention: self-attention 2049 x 2049, flash equals naive", "[attenti
   auto k = test::random_tensor<float, 3>({n, Hkv, d});
   auto v = test::random_tensor<float, 3>({n, Hkv, d});
   StoredKv s(k, v, KvType::f32);
-  for (AttentionMask m : {AttentionMask::causal(), AttentionMask::none()}) {
+  for (AttentionMask m : {AttentionMask::causal(), AttentionMask::none(), AttentionMask::sliding(300),
+                          AttentionMask::padding(1500)}) {
+    INFO("mask " << int(m.kind) << " window " << m.window << " limit " << m.key_limit);
     Tensor<float, 3> a({n, H, d}), b({n, H, d});
     nn::AttentionWorkspace ws;
     auto p = params(d, m, 0);
@@ -179,6 +193,41 @@ TEST_CASE("attention: self-attention 2049 x 2049, flash equals naive", "[attenti
     p.algo = AttentionAlgo::flash;
     nn::attention(q.view(), s.source(), p, b.view(), ws);
     REQUIRE(test::max_abs_diff(a.span(), b.span()) <= kTol);  // same float dots, summed in another order
+  }
+}
+
+TEST_CASE("attention: padding on top of causal equals the reference", "[attention]") {
+  const int64_t H = 6, Hkv = 2, d = 64, n_q = 40, n_k = 200;
+  auto q = test::random_tensor<float, 3>({n_q, H, d});
+  auto k = test::random_tensor<float, 3>({n_k, Hkv, d});
+  auto v = test::random_tensor<float, 3>({n_k, Hkv, d});
+  StoredKv s(k, v, KvType::f32);
+  // Queries at 160..199 with keys from 170 on hidden: the limit cuts some
+  // queries' causal range and not others'; queries at 0..39 with the limit at
+  // 25 likewise, from the other side.
+  for (auto [q_pos0, limit] : {std::pair<int64_t, int64_t>{n_k - n_q, 170}, {0, 25}}) {
+    AttentionMask m = AttentionMask::causal();
+    m.key_limit = limit;
+    INFO("q_pos0 " << q_pos0 << " limit " << limit);
+    check_all(q, s.source(), params(d, m, q_pos0));
+  }
+  // attention_padded applies each sequence's key length on top of the causal mask.
+  const int64_t B = 2;
+  auto qb = test::random_tensor<float, 4>({B, n_q, H, d});
+  auto kb = test::random_tensor<float, 4>({B, n_q, Hkv, d});
+  auto vb = test::random_tensor<float, 4>({B, n_q, Hkv, d});
+  const std::vector<int64_t> lens = {n_q, 23};
+  Tensor<float, 4> out({B, n_q, H, d});
+  nn::AttentionWorkspace ws;
+  nn::attention_padded(qb.view(), kb.view(), vb.view(), lens, params(d, AttentionMask::causal(), 0), out.view(), ws);
+  for (int64_t b = 0; b < B; ++b) {
+    AttentionMask m = AttentionMask::causal();
+    m.key_limit = lens[static_cast<size_t>(b)];
+    Tensor<float, 3> ref({n_q, H, d});
+    KvSegment seg;
+    scalar::attention(qb.view()[b], nn::contiguous_kv(kb.view()[b], vb.view()[b], seg), params(d, m, 0), ref.view());
+    INFO("sequence " << b);
+    REQUIRE(test::max_abs_diff(out.view()[b].contiguous().span(), ref.span()) <= kTol);
   }
 }
 
@@ -342,4 +391,101 @@ TEST_CASE("attention rejects bad shapes and short scratch with Error", "[attenti
   std::vector<float> tiny(3);
   StoredKv s3(test::random_tensor<float, 3>({4, 3, 32}), test::random_tensor<float, 3>({4, 3, 32}), KvType::f32);
   REQUIRE_THROWS_WITH(simd::attention(q.view(), s3.source(), p, out.view(), tiny), Catch::Contains("scratch"));
+}
+
+TEST_CASE("attention: automatic takes naive up to kNaiveMaxScores scores, flash beyond", "[attention]") {
+  const int64_t H = 4, Hkv = 2, d = 32, n_q = 2;
+  const int64_t at = static_cast<int64_t>(simd::kNaiveMaxScores) / n_q;  // n_q * at == kNaiveMaxScores
+  auto q = test::random_tensor<float, 3>({n_q, H, d});
+  for (int64_t n_k : {at, at + 1}) {
+    auto k = test::random_tensor<float, 3>({n_k, Hkv, d});
+    auto v = test::random_tensor<float, 3>({n_k, Hkv, d});
+    StoredKv s(k, v, KvType::f32);
+    const auto p = params(d, AttentionMask::none(), 0);
+    const Outputs o = run_all(q, s.source(), p);
+    Tensor<float, 3> autom(q.shape());
+    nn::AttentionWorkspace ws;
+    nn::attention(q.view(), s.source(), p, autom.view(), ws);
+    // The two paths sum in different orders, so the bits tell which one ran.
+    REQUIRE(test::max_abs_diff(o.naive.span(), o.flash.span()) > 0.0);
+    const bool naive = n_k == at;
+    INFO("n_k " << n_k << (naive ? " (naive expected)" : " (flash expected)"));
+    REQUIRE(test::max_abs_diff(autom.span(), (naive ? o.naive : o.flash).span()) == 0.0);
+    const int t = num_threads();
+    REQUIRE(simd::attention_scratch_floats(n_q, H, Hkv, d, n_k, AttentionAlgo::automatic, t) ==
+            simd::attention_scratch_floats(n_q, H, Hkv, d, n_k, naive ? AttentionAlgo::naive : AttentionAlgo::flash, t));
+  }
+}
+
+TEST_CASE("attention scratch: flash stays flat in the number of keys, naive grows with it", "[attention]") {
+  const int64_t H = 4, Hkv = 1, d = 32;
+  auto q = test::random_tensor<float, 3>({1, H, d});
+  size_t flash_bytes[2] = {}, naive_bytes[2] = {};
+  int i = 0;
+  for (int64_t n_k : {1000, 100000}) {
+    auto k = test::random_tensor<float, 3>({n_k, Hkv, d});
+    auto v = test::random_tensor<float, 3>({n_k, Hkv, d});
+    Tensor<float, 3> out({1, H, d});
+    auto p = params(d, AttentionMask::causal(), n_k - 1);
+    nn::AttentionWorkspace fw, nw;  // each grows to what its calls needed
+    p.algo = AttentionAlgo::flash;
+    nn::attention(q.view(), k.view(), v.view(), p, out.view(), fw);
+    p.algo = AttentionAlgo::naive;
+    nn::attention(q.view(), k.view(), v.view(), p, out.view(), nw);
+    flash_bytes[i] = fw.bytes(), naive_bytes[i] = nw.bytes();
+    ++i;
+  }
+  REQUIRE(flash_bytes[0] == flash_bytes[1]);
+  REQUIRE(naive_bytes[1] >= naive_bytes[0] + 99000 * sizeof(float));  // one score per key (and running thread)
+  REQUIRE(simd::attention_scratch_floats(16, H, Hkv, d, 1000, AttentionAlgo::flash, 2) ==
+          simd::attention_scratch_floats(16, H, Hkv, d, 100000, AttentionAlgo::flash, 2));
+}
+
+TEST_CASE("attention scratch: naive takes one slice per thread that has a head to work on", "[attention]") {
+  const int64_t n_q = 5, n_k = 40, d = 32;
+  const size_t one = simd::attention_scratch_floats(n_q, 1, 1, d, n_k, AttentionAlgo::naive, 1);
+  REQUIRE(one == static_cast<size_t>(n_q * n_k + n_q + 2 * d));
+  REQUIRE(simd::attention_scratch_floats(n_q, 1, 1, d, n_k, AttentionAlgo::naive, 8) == one);
+  REQUIRE(simd::attention_scratch_floats(n_q, 3, 1, d, n_k, AttentionAlgo::naive, 8) == 3 * one);
+  REQUIRE(simd::attention_scratch_floats(n_q, 16, 1, d, n_k, AttentionAlgo::naive, 8) == 8 * one);
+  // Run with exactly that much scratch on more threads than heads (a sanitizer
+  // build catches a slice past the end), and the reserve_bound of a workspace.
+  const int saved = num_threads();
+  set_num_threads(4);
+  for (int64_t H : {1, 2, 6}) {
+    auto q = test::random_tensor<float, 3>({n_q, H, d});
+    auto k = test::random_tensor<float, 3>({n_k, 1, d});
+    auto v = test::random_tensor<float, 3>({n_k, 1, d});
+    auto p = params(d, AttentionMask::none(), 0);
+    p.algo = AttentionAlgo::naive;
+    std::vector<float> scratch(simd::attention_scratch_floats(n_q, H, 1, d, n_k, AttentionAlgo::naive, 4));
+    Tensor<float, 3> out(q.shape()), ref(q.shape());
+    KvSegment seg;
+    const KvSource src = nn::contiguous_kv(k.view(), v.view(), seg);
+    simd::attention(q.view(), src, p, out.view(), scratch);
+    scalar::attention(q.view(), src, p, ref.view());
+    INFO("heads " << H);
+    REQUIRE(test::max_abs_diff(out.span(), ref.span()) <= kTol);
+    nn::AttentionWorkspace ws;
+    ws.reserve_bound(n_q, H, 1, d, n_k, 4);
+    REQUIRE(ws.bytes() >= scratch.size() * sizeof(float));
+  }
+  set_num_threads(saved);
+}
+
+TEST_CASE("attention: scale 0 (the default) means 1 / sqrt(head_dim)", "[attention]") {
+  REQUIRE(AttentionParams{}.scale_for(64) == 0.125f);
+  REQUIRE(AttentionParams{0.3f}.scale_for(64) == 0.3f);
+  const int64_t H = 4, Hkv = 2, d = 64, n_q = 20, n_k = 150;
+  auto q = test::random_tensor<float, 3>({n_q, H, d});
+  auto k = test::random_tensor<float, 3>({n_k, Hkv, d});
+  auto v = test::random_tensor<float, 3>({n_k, Hkv, d});
+  StoredKv s(k, v, KvType::f32);
+  auto p = params(d, AttentionMask::causal(), n_k - n_q);
+  const Outputs explicit_scale = run_all(q, s.source(), p);
+  p.scale = 0.f;
+  const Outputs default_scale = run_all(q, s.source(), p);
+  REQUIRE(test::max_abs_diff(default_scale.ref.span(), explicit_scale.ref.span()) == 0.0);
+  REQUIRE(test::max_abs_diff(default_scale.naive.span(), explicit_scale.naive.span()) == 0.0);
+  REQUIRE(test::max_abs_diff(default_scale.flash.span(), explicit_scale.flash.span()) == 0.0);
 }

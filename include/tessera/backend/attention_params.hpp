@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -104,11 +105,18 @@ struct AttentionMask {
 /// (scratch O(tile)); automatic picks naive while its scratch stays small.
 enum class AttentionAlgo : uint8_t { automatic, naive, flash };
 
+/// scale multiplies q.k; 0 (the default) means 1 / sqrt(head_dim), since a
+/// literal zero scale would make every softmax uniform without any error.
 struct AttentionParams {
-  float scale = 0.f;       // usually 1 / sqrt(head_dim)
+  float scale = 0.f;       // 0: 1 / sqrt(head_dim)
   AttentionMask mask{};
   int64_t q_pos0 = 0;      // position of query row t is q_pos0 + t
   AttentionAlgo algo = AttentionAlgo::automatic;
+
+  /// The scale a call with this head_dim uses.
+  float scale_for(int64_t head_dim) const {
+    return scale != 0.f ? scale : 1.f / std::sqrt(static_cast<float>(head_dim));
+  }
 };
 
 namespace detail {

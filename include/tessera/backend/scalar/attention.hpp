@@ -38,6 +38,7 @@ inline void attention(TensorView<const float, 3> q, const KvSource& kv, const At
                       TensorView<float, 3> out) {
   tessera::detail::check_attention(q, kv, out);
   const int64_t d = q.dim(2), group = q.dim(1) / kv.n_kv_heads;
+  const double scale = p.scale_for(d);
   std::vector<float> kr(static_cast<size_t>(d)), vr(static_cast<size_t>(d));
   std::vector<double> s, acc(static_cast<size_t>(d));
   for (int64_t t = 0; t < q.dim(0); ++t) {
@@ -52,7 +53,7 @@ inline void attention(TensorView<const float, 3> q, const KvSource& kv, const At
           load_kv_row(kv.type, kv.k_row(seg, j, g), d, kr.data());
           double dot = 0;
           for (int64_t i = 0; i < d; ++i) dot += static_cast<double>(q(t, h, i)) * kr[static_cast<size_t>(i)];
-          s.push_back(dot * p.scale);
+          s.push_back(dot * scale);
           mx = std::max(mx, s.back());
         }
       std::fill(acc.begin(), acc.end(), 0.0);

@@ -3,7 +3,8 @@
 //
 //   naive  one head per work item: the [n_q, n_keys] score matrix S = scale QK^T
 //          (masked entries -inf), row softmax, then P V.  Scratch n_q n_keys
-//          floats per thread: quadratic, so only for short sequences and decode.
+//          floats per thread (at most n_heads threads have work): quadratic,
+//          so only for short sequences and decode.
 //   flash  work items of (query tile, KV head, some of its query heads); keys in
 //          tiles of kKeyTile with an online softmax: per row a running max m,
 //          sum l and output acc, and for each new tile with max m' >= m,
@@ -108,17 +109,24 @@ inline AttentionAlgo resolve(AttentionAlgo a, int64_t n_q, int64_t n_keys) {
   return static_cast<size_t>(n_q) * static_cast<size_t>(n_keys) <= kNaiveMaxScores ? AttentionAlgo::naive
                                                                                     : AttentionAlgo::flash;
 }
+// Threads that take a slice of scratch: naive has one work item per head, and
+// parallel_for hands item chunks to threads 0.. in order, so threads beyond
+// n_heads never run and need no n_q n_keys slice.
+inline size_t scratch_slices(AttentionAlgo resolved, int64_t n_heads, int threads) {
+  const int64_t t = std::max(1, threads);
+  return static_cast<size_t>(resolved == AttentionAlgo::naive ? std::clamp<int64_t>(n_heads, 1, t) : t);
+}
 }  // namespace detail
 
 /// Scratch floats attention() needs for n_q queries with n_heads heads over kv
-/// with `threads` threads.  naive: threads (n_q n_keys + n_q + 2 head_dim);
-/// flash: threads (R (kKeyTile + head_dim + 2) + 2 kKeyTile head_dim) with
-/// R = min(n_q, kQueryTile) n_heads / n_kv_heads rows per item.
+/// with `threads` threads.  naive: min(threads, n_heads) (n_q n_keys + n_q +
+/// 2 head_dim); flash: threads (R (kKeyTile + head_dim + 2) + 2 kKeyTile
+/// head_dim) with R = min(n_q, kQueryTile) n_heads / n_kv_heads rows per item.
 inline size_t attention_scratch_floats(int64_t n_q, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                                        int64_t n_keys, AttentionAlgo algo, int threads) {
-  const auto t = static_cast<size_t>(std::max(1, threads));
-  if (detail::resolve(algo, n_q, n_keys) == AttentionAlgo::naive)
-    return t * static_cast<size_t>(n_q * n_keys + n_q + 2 * head_dim);
+  const AttentionAlgo a = detail::resolve(algo, n_q, n_keys);
+  const size_t t = detail::scratch_slices(a, n_heads, threads);
+  if (a == AttentionAlgo::naive) return t * static_cast<size_t>(n_q * n_keys + n_q + 2 * head_dim);
   const int64_t rows = std::min(n_q, kQueryTile) * (n_heads / std::max<int64_t>(1, n_kv_heads));
   return t * static_cast<size_t>(rows * (kKeyTile + head_dim + 2) + 2 * kKeyTile * head_dim);
 }
@@ -129,7 +137,7 @@ inline void attention_naive(TensorView<const float, 3> q, const KvSource& kv, co
                             TensorView<float, 3> out, std::span<float> scratch, size_t per_thread) {
   const int64_t n_q = q.dim(0), n_heads = q.dim(1), d = q.dim(2), group = n_heads / kv.n_kv_heads;
   const int64_t n_keys = kv.n_keys();
-  const float ninf = -std::numeric_limits<float>::infinity();
+  const float ninf = -std::numeric_limits<float>::infinity(), scale = p.scale_for(d);
   parallel_for(n_heads, 1, [&](int64_t h0, int64_t h1) {
     float* S = scratch.data() + static_cast<size_t>(omp_get_thread_num()) * per_thread;
     float* inv = S + n_q * n_keys;
@@ -142,7 +150,7 @@ inline void attention_naive(TensorView<const float, 3> q, const KvSource& kv, co
           const float* kr = kv_row_f32(kv.type, kv.k_row(seg, j, g), d, buf);
           for (int64_t t = 0; t < n_q; ++t)
             S[t * n_keys + col + j] =
-                p.mask.visible(p.q_pos0 + t, seg.pos0 + j) ? dot(&q(t, h, 0), kr, d) * p.scale : ninf;
+                p.mask.visible(p.q_pos0 + t, seg.pos0 + j) ? dot(&q(t, h, 0), kr, d) * scale : ninf;
         }
         col += seg.n;
       }
@@ -184,7 +192,7 @@ inline void attention_flash(TensorView<const float, 3> q, const KvSource& kv, co
     while (group % split) ++split;
   }
   const int64_t hp = group / split, n_items = n_qt * n_kv * split;
-  const float ninf = -std::numeric_limits<float>::infinity();
+  const float ninf = -std::numeric_limits<float>::infinity(), scale = p.scale_for(d);
 
   parallel_for(n_items, 1, [&](int64_t i0, int64_t i1) {
     const int64_t R = q_tile * hp;
@@ -223,7 +231,7 @@ inline void attention_flash(TensorView<const float, 3> q, const KvSource& kv, co
             // (compared before subtracting: lo and hi may be the int64 extremes)
             const int64_t ja = lo > kp0 ? lo - kp0 : 0, jb = hi < kp0 + nk ? hi - kp0 : nk;
             std::fill(s, s + ja, ninf);
-            for (int64_t j = ja; j < jb; ++j) s[j] = dot(qr, krow[j], d) * p.scale;
+            for (int64_t j = ja; j < jb; ++j) s[j] = dot(qr, krow[j], d) * scale;
             std::fill(s + jb, s + nk, ninf);
             const float mt = max_of(s + ja, jb - ja), m_new = std::max(m[r], mt);
             float* a = acc + r * d;
@@ -263,7 +271,7 @@ inline void attention(TensorView<const float, 3> q, const KvSource& kv, const At
   const int threads = num_threads();
   const size_t need = attention_scratch_floats(q.dim(0), q.dim(1), kv.n_kv_heads, q.dim(2), n_keys, algo, threads);
   check(scratch.size() >= need, "attention: scratch of ", scratch.size(), " floats, need ", need);
-  const size_t per_thread = need / static_cast<size_t>(threads);
+  const size_t per_thread = need / detail::scratch_slices(algo, q.dim(1), threads);
   if (algo == AttentionAlgo::naive)
     detail::attention_naive(q, kv, p, out, scratch, per_thread);
   else
