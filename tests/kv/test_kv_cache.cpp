@@ -211,6 +211,50 @@ TEST_CASE("kv paged fork shares blocks, copies on write, and behaves like a copy
   REQUIRE(pool->n_free() == 32);
 }
 
+TEST_CASE("kv growing fork is an independent copy, through growth and truncation", "[kv]") {
+  KvLayout L = kLayout;
+  GrowingKvCache a(L, 100, 4);
+  Shadow sa;
+  append(a, sa, 10);  // capacity 16
+  auto b = a.fork();
+  REQUIRE(b->memory().used == a.memory().used);
+  REQUIRE(b->memory().reserved == a.memory().reserved);
+  Shadow sb = sa;
+  check_contents(*b, sb, 0);
+  append(*b, sb, 7);  // 17 positions: b doubles to 32 and copies its rows; a keeps its buffer
+  REQUIRE(b->memory().reserved == 2 * a.memory().reserved);
+  append(a, sa, 1);
+  check_contents(a, sa, 0);
+  check_contents(*b, sb, 0);
+  b->truncate(2);
+  append(*b, sb, 5);  // rewrites b's positions 2..6; a's stay as written
+  check_contents(a, sa, 0);
+  check_contents(*b, sb, 0);
+  b.reset();
+  check_contents(a, sa, 0);  // a owns its rows: destroying the fork frees nothing of a's
+}
+
+TEST_CASE("kv sliding fork is an independent copy, across the ring's wrap and a rollback", "[kv]") {
+  KvLayout L = kLayout;
+  SlidingKvCache a(L, 8, 4);  // ring of 12 slots
+  Shadow sa;
+  append(a, sa, 4);
+  append(a, sa, 4);
+  append(a, sa, 2);
+  auto b = a.fork();
+  REQUIRE(b->window() == 8);
+  REQUIRE(b->memory().reserved == a.memory().reserved);
+  Shadow sb = sa;
+  append(*b, sb, 3);  // positions 10..12: position 12 overwrites slot 0 of b's ring only
+  append(a, sa, 1);
+  check_contents(a, sa, 0);
+  check_contents(*b, sb, 1);
+  b->truncate(10);  // within the batch margin: b's window after 10 needs positions 3.. (kept from 1)
+  append(*b, sb, 4);  // positions 10..13; the ring now holds 2..13
+  check_contents(a, sa, 0);
+  check_contents(*b, sb, 2);
+}
+
 TEST_CASE("kv memory accounting: bytes per token formula, growth, reservations", "[kv]") {
   // 2 * layers * kv_heads * head_dim * bytes
   REQUIRE(KvLayout{3, 2, 32, KvType::f32}.bytes_per_token() == 2 * 3 * 2 * 32 * 4);
