@@ -79,7 +79,10 @@ inline GenerationResult generate(models::LlamaContext& ctx, const io::Tokenizer&
     if (ctx.n_past() >= ctx.n_ctx()) { r.stop = StopReason::context_full; break; }
     logits = ctx.eval(std::span<const int32_t>(&token, 1));
   }
-  if (r.stop != StopReason::stop_string) emit(stops.push(decoder.flush()) + stops.flush());
+  // Held-back text is released at the end, except after a stop string (it is the stop string's start)
+  // or a callback that asked to stop (it must not be called again).
+  if (r.stop != StopReason::stop_string && r.stop != StopReason::callback)
+    emit(stops.push(decoder.flush()) + stops.flush());
   r.decode_s = seconds(t1, clock::now());
   return r;
 }
