@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <string>
 
 #include "../test_models.hpp"
 #include "tessera/io/tokenizer.hpp"
@@ -67,7 +68,8 @@ TEST_CASE("SmolLM2: every KV cache gives the static cache's tokens", "[model][kv
 
   // Reduced-precision storage.  This model amplifies rounding (residual
   // activations of ~2e4): llama.cpp's own f16 and f32 caches move its logits by
-  // up to 1.24.  Measured here after the prompt: 0.65 (f16) and 0.97 (q8_0).
+  // up to 1.24.  Measured here after the prompt: 0.65 (f16) and 0.97 (q8_0)
+  // with the AVX2 kernels, 0.67 and 0.84 with the AVX-512 ones.
   // Required: logits within 1.5, and greedy tokens equal until the reference's
   // top-2 margin falls below 1.0 (a near-tie either side may take).  A storage
   // bug (wrong scale, block or head offset) moves logits by many units and
@@ -79,16 +81,18 @@ TEST_CASE("SmolLM2: every KV cache gives the static cache's tokens", "[model][kv
       size_t agree = 0;
       while (agree < r.tokens.size() && r.tokens[agree] == ref.tokens[agree]) ++agree;
       const double d0 = max_diff(r.logits[0], ref.logits[0]);
-      float margin = 1e9f;
+      float margin = 0.f;  // the reference's top-2 margin where the tokens part (none if they never do)
       if (agree < r.tokens.size()) {
         auto l = ref.logits[agree];
         std::partial_sort(l.begin(), l.begin() + 2, l.end(), std::greater<>());
         margin = l[0] - l[1];
       }
-      WARN(type << " " << spec << ": " << agree << "/" << kTokens << " greedy tokens agree (reference top-2 margin "
-                << margin << " where they part), max |logit diff| after the prompt " << d0);
+      WARN(type << " " << spec << ": " << agree << "/" << kTokens << " greedy tokens agree"
+                << (agree < r.tokens.size() ? " (reference top-2 margin " + std::to_string(margin) + " where they part)"
+                                            : std::string())
+                << ", max |logit diff| after the prompt " << d0);
       CHECK(d0 < 1.5);
-      CHECK(margin < 1.0f);
+      CHECK((agree == r.tokens.size() || margin < 1.0f));
     }
   }
 }
