@@ -412,8 +412,9 @@ TEST_CASE("attention: automatic takes naive up to kNaiveMaxScores scores, flash 
     INFO("n_k " << n_k << (naive ? " (naive expected)" : " (flash expected)"));
     REQUIRE(test::max_abs_diff(autom.span(), (naive ? o.naive : o.flash).span()) == 0.0);
     const int t = num_threads();
+    const AttentionAlgo want = naive ? AttentionAlgo::naive : AttentionAlgo::flash;
     REQUIRE(simd::attention_scratch_floats(n_q, H, Hkv, d, n_k, AttentionAlgo::automatic, t) ==
-            simd::attention_scratch_floats(n_q, H, Hkv, d, n_k, naive ? AttentionAlgo::naive : AttentionAlgo::flash, t));
+            simd::attention_scratch_floats(n_q, H, Hkv, d, n_k, want, t));
   }
 }
 
