@@ -92,7 +92,7 @@ const std::string kChat = "<|im_start|>user\nWhat is the capital of France?<|im_
 
 }  // namespace
 
-TEST_CASE("generate: a seed and thread count reproduce a sampled run; another seed differs", "[runtime][model]") {
+TEST_CASE("generate: a seed and thread count reproduce a sampled run and another seed differs", "[runtime][model]") {
   const Loaded* l = loaded();
   if (!l) return;
   // Two threads, so that the kernels split their work as a parallel run does.
@@ -162,7 +162,7 @@ TEST_CASE("generate: a stop string ends generation and is not streamed", "[runti
   REQUIRE(g.r.tokens == std::vector<int32_t>(ref.r.tokens.begin(), ref.r.tokens.begin() + g.r.tokens.size()));
 }
 
-TEST_CASE("generate: the end-of-turn token ends a chat reply, unless told to continue", "[runtime][model]") {
+TEST_CASE("generate: the end-of-turn token ends a chat reply unless told to continue", "[runtime][model]") {
   const Loaded* l = loaded();
   if (!l) return;
   const Run g = run(*l, kChat, greedy(), max_tokens(64));
@@ -182,7 +182,7 @@ TEST_CASE("generate: the end-of-turn token ends a chat reply, unless told to con
   REQUIRE(std::equal(g.r.tokens.begin(), g.r.tokens.end(), on.r.tokens.begin()));
 }
 
-TEST_CASE("generate: a full context ends generation; a prompt that does not fit is an Error", "[runtime][model]") {
+TEST_CASE("generate: a full context ends generation and a prompt that does not fit is an Error", "[runtime][model]") {
   const Loaded* l = loaded();
   if (!l) return;
   const auto ids = l->tok.encode(kStory, true, true);
