@@ -194,7 +194,8 @@ void check_gemm() {
   constexpr int bs = quant_traits<W>::block_size;
   for (int64_t m : {1, 2, 5, 17}) {
     for (int64_t n : {1, 7, 31, 97}) {  // 31, 97: several gemm tiles of 16 rows with a tail
-      for (int64_t nb : {int64_t{1}, int64_t{3}}) {
+      // 37 blocks: past one 32-block panel chunk of the AVX-512 kernel, odd (k-quants: 2 super-blocks)
+      for (int64_t nb : {int64_t{1}, int64_t{3}, int64_t{bs == 32 ? 37 : 2}}) {
         const int64_t k = nb * bs;
         const auto w = quantized<W>(n, nb, random_values(n * k));
         Tensor<A, 2> xq({m, nb});

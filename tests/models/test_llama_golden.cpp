@@ -73,7 +73,7 @@ std::vector<int32_t> top_k(std::span<const float> x, int k) {
 
 }  // namespace
 
-TEST_CASE("SmolLM2-135M Q4_1 reproduces llama.cpp: tokens, logits, 32 greedy tokens", "[model][golden]") {
+TEST_CASE("SmolLM2-135M Q4_1 reproduces llama.cpp: tokens, logits, 32 greedy steps", "[model][golden]") {
   const auto path = test::find_test_model("SmolLM2-135M-Instruct.Q4_1.gguf");
   if (!path) {
     WARN("skipped: SmolLM2-135M-Instruct.Q4_1.gguf not found (run scripts/fetch-model)");
@@ -114,33 +114,37 @@ TEST_CASE("SmolLM2-135M Q4_1 reproduces llama.cpp: tokens, logits, 32 greedy tok
     // rope or mask) moves logits by whole units and scrambles the top 10.
     CHECK(max_diff < 1.5);
     CHECK(overlap >= 8);
-    // Greedy tokens must agree until the first near-tie. This model is
-    // numerically sensitive (activations of ~2e4 in the residual stream): a
-    // change of rounding anywhere moves logits by up to ~0.5 (llama.cpp's own
-    // f16 and f32 KV caches differ that much), so where a top-2 margin is
-    // below kNearTie the two implementations may legitimately part. A
-    // divergence at a clear margin fails. The same holds for the top-1 token
-    // at the prompt ('code' has llama.cpp's margin at 0.197, and AVX2 and
-    // AVX-512 builds of tessera fall on either side of it).
-    constexpr float kNearTie = 0.5f;
-    const float golden_margin = g.logits[theirs[0]] - g.logits[theirs[1]];
-    if (golden_margin >= kNearTie) REQUIRE(ours[0] == theirs[0]);
-    else CHECK((ours[0] == theirs[0] || ours[0] == theirs[1]));
+    // Greedy decoding, checked at every one of the 32 steps along llama.cpp's
+    // own trajectory (its token is fed back whatever ours would have been, so
+    // one near tie does not end the comparison): llama.cpp's token must be
+    // our argmax, or within kNearTie of it. This model is numerically
+    // sensitive (activations of ~2e4 in the residual stream pass 8-bit
+    // activation quantization), so rounding moves logits by tenths: llama.cpp
+    // differs from itself across AVX2 / AVX-512 builds by up to 0.75 in a
+    // logit (golden/*-avx512/README.md), and the gap between two candidates by
+    // up to twice that. A wrong block moves logits by whole units.
+    constexpr float kNearTie = 1.0f;
     size_t agreed = 0;
-    for (; agreed < g.greedy_ids.size(); ++agreed) {
-      const auto best = top_k(logits, 2);
-      if (best[0] != g.greedy_ids[agreed]) {
-        const float margin = logits[best[0]] - logits[best[1]];
-        WARN(g.name << ": greedy tokens part at step " << agreed << " with a top-2 margin of " << margin);
-        CHECK(margin < kNearTie);
-        break;
+    float worst_gap = 0.f;
+    for (size_t i = 0; i <= g.greedy_ids.size(); ++i) {
+      const int32_t want = i == 0 ? theirs[0] : g.greedy_ids[i - 1];
+      if (i > 0) {
+        REQUIRE(want == g.greedy_ids[i - 1]);
+        logits = ctx.eval(std::span<const int32_t>(&g.greedy_ids[i - 1], 1));
       }
-      logits = ctx.eval(std::span<const int32_t>(&best[0], 1));
+      if (i == g.greedy_ids.size()) break;
+      const int32_t best = top_k(logits, 1)[0], ref = g.greedy_ids[i];
+      const float gap = logits[best] - logits[ref];
+      worst_gap = std::max(worst_gap, gap);
+      INFO("step " << i << ": llama.cpp's token " << ref << " is " << gap << " below our argmax " << best);
+      CHECK(gap < kNearTie);
+      agreed += best == ref;
     }
-    WARN(g.name << ": " << agreed << "/" << g.greedy_ids.size() << " greedy tokens agree");
+    WARN(g.name << ": argmax equals llama.cpp's greedy token at " << agreed << "/" << g.greedy_ids.size()
+                << " steps (teacher-forced), largest gap " << worst_gap);
     total_agreed += agreed;
     total_golden += g.greedy_ids.size();
   }
-  // Near-ties excuse single partings, not a run where most tokens differ.
-  CHECK(2 * total_agreed >= total_golden);
+  // Near ties excuse a few steps, not a run where many differ.
+  CHECK(10 * total_agreed >= 9 * total_golden);
 }

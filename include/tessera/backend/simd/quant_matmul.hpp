@@ -14,6 +14,7 @@
 #include "tessera/backend/simd/quant_avx2.hpp"
 #include "tessera/backend/simd/quant_avx2_gemv.hpp"
 #include "tessera/backend/simd/quant_avx512.hpp"
+#include "tessera/backend/simd/quant_avx512_tile.hpp"
 #include "tessera/core/parallel.hpp"
 #include "tessera/core/quant.hpp"
 #include "tessera/core/tensor.hpp"
@@ -207,6 +208,15 @@ void gemm(TensorView<const W, 2> w, TensorView<const ActBlock<W>, 2> xq, TensorV
   const int64_t M = xq.dim(0), N = w.dim(0), nb = w.dim(1);
   if (M == 1) return gemv(w, std::span<const ActBlock<W>>(xq.data(), nb), std::span<float>(y.data(), N));
   const int64_t n_tiles = (N + detail::kGemmTileRows - 1) / detail::kGemmTileRows;
+#if defined(TESSERA_QUANT_AVX512_TILE)
+  // Each thread takes a contiguous run of tiles and packs each chunk of activation rows once for all of it.
+  if constexpr (avx512::kTiled<W>) {
+    return parallel_for(n_tiles, 1, [&](int64_t t0, int64_t t1) {
+      avx512::gemm_rows(w.data(), w.stride(0), t0 * detail::kGemmTileRows, std::min(N, t1 * detail::kGemmTileRows),
+                        xq.data(), xq.stride(0), M, nb, y.data(), y.stride(0));
+    });
+  }
+#endif
   parallel_for(n_tiles, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t r0 = t * detail::kGemmTileRows, r1 = std::min(N, r0 + detail::kGemmTileRows);
