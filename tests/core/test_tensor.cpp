@@ -1,8 +1,14 @@
 // Tensors and views: shapes, strides, slicing, transposes, reshape,
-// contiguous copies, bounds checks, and mmap'd storage errors.
+// contiguous copies, bounds checks, and mmap'd storage: errors, and views at
+// offsets past 4 GiB of a sparse 5 GiB file.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 
 #include "tessera/core/storage.hpp"
@@ -90,4 +96,42 @@ TEST_CASE("MappedFile: maps bytes, names missing files, checks regions", "[stora
   std::remove(path.c_str());
   REQUIRE_THROWS_WITH(MappedFile("/nonexistent/model.gguf"), Catch::Contains("/nonexistent/model.gguf"));
   REQUIRE_THROWS_WITH(MappedFile("/tmp"), Catch::Contains("not a regular file"));
+}
+
+// Offsets past 2^32 catch any 32-bit size or offset arithmetic between open()
+// and the view. The file is sparse (ftruncate, then a few pwrite()s), so it
+// takes a few pages of disk, not 5 GiB; a filesystem that cannot hold a file
+// this large (or refuses to) skips the case rather than failing it.
+TEST_CASE("MappedFile: views at offsets past 4 GiB of a sparse 5 GiB file", "[storage]") {
+  const std::string path = "tessera_test_mapped_5gib.bin";
+  struct Remove {
+    const std::string& p;
+    ~Remove() { std::remove(p.c_str()); }
+  } remove_at_end{path};
+
+  constexpr size_t kSize = size_t{5} << 30;
+  constexpr size_t kFloatsAt = (size_t{4} << 30) + 4096 * 3;  // past 4 GiB, 4-byte aligned
+  constexpr size_t kLastByte = kSize - 1;
+  const float floats[5] = {1.5f, -2.25f, 3.0e-5f, 65504.f, -0.f};
+  const unsigned char tail = 0xa5;
+
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  bool made = fd >= 0 && ::ftruncate(fd, static_cast<off_t>(kSize)) == 0 &&
+              ::pwrite(fd, floats, sizeof floats, static_cast<off_t>(kFloatsAt)) == static_cast<ssize_t>(sizeof floats) &&
+              ::pwrite(fd, &tail, 1, static_cast<off_t>(kLastByte)) == 1;
+  const int err = errno;
+  if (fd >= 0) made = ::close(fd) == 0 && made;
+  if (!made) {
+    WARN("skipped: cannot create a sparse 5 GiB file here (" << std::strerror(err) << ")");
+    return;
+  }
+
+  MappedFile m(path);
+  REQUIRE(m.size() == kSize);
+  TensorView<const float, 1> v(reinterpret_cast<const float*>(m.region(kFloatsAt, sizeof floats)), {5});
+  for (int64_t i = 0; i < 5; ++i) REQUIRE(std::memcmp(&v(i), &floats[i], sizeof(float)) == 0);
+  REQUIRE(static_cast<unsigned char>(*m.region(kLastByte, 1)) == tail);
+  REQUIRE(*m.region(kFloatsAt - 1, 1) == std::byte{0});  // a hole of the sparse file reads as zeros
+  REQUIRE(m.region(kSize, 0) == m.data() + kSize);
+  REQUIRE_THROWS_WITH(m.region(kLastByte, 2), Catch::Contains(std::to_string(kLastByte)) && Catch::Contains("past the end"));
 }
