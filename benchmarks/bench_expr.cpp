@@ -1,6 +1,7 @@
 // Expression evaluation, scalar beside SIMD: silu(a) * b and a * b + c
 // (memory-bound once the operands leave the cache: reported as % of STREAM),
-// row softmax (exp-bound), and rms norm written as one expression.
+// gelu in both forms (tanh- and erf-bound), row softmax (exp-bound), and rms
+// norm written as one expression.
 // Args: {elements, threads}. 1M floats (4 MiB per operand) sit in this
 // machine's last-level cache; 16M (64 MiB) stream from DRAM.
 #include <omp.h>
@@ -41,6 +42,24 @@ void BM_silu_mul(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * n);
   bench::report_bandwidth(state, 3.0 * 4.0 * static_cast<double>(n), threads);  // read a, b; write out
+}
+
+/// gelu (tanh form) or gelu_erf over x in [-4, 4), where both curves bend; the
+/// polynomial ranges of tanh and erf are all taken, not one constant's branch.
+template <class Tag, bool kErf>
+void BM_gelu(benchmark::State& state) {
+  int64_t n;
+  int threads;
+  setup<Tag>(state, n, threads);
+  auto a = filled(n, 0.f), out = filled(n, 0.f);
+  for (int64_t i = 0; i < n; ++i) a.data()[i] = static_cast<float>(i % 97) * (8.f / 97.f) - 4.f;
+  for (auto _ : state) {
+    if constexpr (kErf) eval(Tag{}, out, gelu_erf(a));
+    else eval(Tag{}, out, gelu(a));
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+  bench::report_bandwidth(state, 2.0 * 4.0 * static_cast<double>(n), threads);  // read a, write out
 }
 
 template <class Tag>
@@ -104,6 +123,10 @@ using Simd = backend::simd::Tag;
 
 BENCHMARK_TEMPLATE(BM_silu_mul, Scalar)->Apply(scalar_args)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_silu_mul, Simd)->Apply(simd_args)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gelu, Scalar, false)->Apply(scalar_args)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gelu, Simd, false)->Apply(simd_args)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gelu, Scalar, true)->Apply(scalar_args)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gelu, Simd, true)->Apply(simd_args)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_mul_add, Scalar)->Apply(scalar_args)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_mul_add, Simd)->Apply(simd_args)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_softmax_rows, Scalar)->Apply(scalar_args)->UseRealTime();

@@ -1,5 +1,6 @@
-// rms_norm, layer_norm and rope: memory-bound row kernels, reported as % of
-// STREAM bandwidth, with the scalar reference beside each.
+// rms_norm, layer_norm and rope (interleaved and neox pairings): memory-bound
+// row kernels, reported as % of STREAM bandwidth, with the scalar reference
+// beside each.
 #include "bench_common.hpp"
 #include "tessera/backend/scalar/norm.hpp"
 #include "tessera/backend/scalar/rope.hpp"
@@ -32,14 +33,14 @@ void BM_norm(benchmark::State& state) {
   bench::report_bandwidth(state, 2.0 * static_cast<double>(x.size_bytes()), threads);  // read x, write out
 }
 
-template <bool kScalar>
+template <bool kScalar, RopeStyle kStyle>
 void BM_rope(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
   omp_set_num_threads(threads);
   Tensor<float, 3> x({kTokens, 32, 128});
   std::vector<int32_t> pos(kTokens);
   for (int64_t t = 0; t < kTokens; ++t) pos[t] = static_cast<int32_t>(t);
-  const RopeParams p{128, 10000.f, 1.f, RopeStyle::interleaved};
+  const RopeParams p{128, 10000.f, 1.f, kStyle};
   for (auto _ : state) {
     if constexpr (kScalar) backend::scalar::rope(x.view(), pos, p);
     else backend::simd::rope(x.view(), pos, p);
@@ -54,7 +55,10 @@ BENCHMARK_TEMPLATE(BM_norm, true, false)->Arg(1)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_norm, false, false)->Apply(bench::thread_args)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_norm, true, true)->Arg(1)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_norm, false, true)->Apply(bench::thread_args)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_rope, true)->Arg(1)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_rope, false)->Apply(bench::thread_args)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_rope, true, RopeStyle::interleaved)->Arg(1)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_rope, false, RopeStyle::interleaved)->Apply(bench::thread_args)->UseRealTime();
+// neox pairs i with i + 64: two contiguous half-rows instead of adjacent lanes.
+BENCHMARK_TEMPLATE(BM_rope, true, RopeStyle::neox)->Arg(1)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_rope, false, RopeStyle::neox)->Apply(bench::thread_args)->UseRealTime();
 
 BENCHMARK_MAIN();

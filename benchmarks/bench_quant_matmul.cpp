@@ -1,7 +1,9 @@
 // Quantized gemv (decode: memory-bound, reported in GB/s of weights and as %
-// of this run's STREAM-triad bandwidth) and gemm at M = 128 (prefill:
-// reported in GOP/s, two per multiply-add), for q8_0, q4_0, q4_1, q4_K and
-// q6_K; the scalar reference runs beside the SIMD path so their ratio shows.
+// of this run's STREAM-triad bandwidth) against q8-quantized activations and,
+// at 4096 x 4096, against f32 activations (gemv_f32, the path without the
+// integer dot products), and gemm at M = 128 (prefill: reported in GOP/s, two
+// per multiply-add), for q8_0, q4_0, q4_1, q5_0, q5_1, q4_K and q6_K; the
+// scalar reference runs beside the SIMD path so their ratio shows.
 // Shapes: 4096 x 4096 and SmolLM2-135M's 576 x 576, 1536 x 576, 576 x 1536
 // ([N, K]; the k-quants need K % 256 == 0, so they skip K = 576).
 #include <cstring>
@@ -37,15 +39,33 @@ Tensor<W, 2> weights(int64_t n, int64_t k) {
   return w;
 }
 
+template <class W>
+double weight_bytes(int64_t n, int64_t k) {
+  return static_cast<double>(n * k / quant_traits<W>::block_size * sizeof(W));
+}
+
+/// Copies of the [n, k] weights to cycle through so that they come from DRAM, as in decode.
+template <class W>
+std::vector<Tensor<W, 2>> cold_weights(int64_t n, int64_t k) {
+  std::vector<Tensor<W, 2>> ws;
+  ws.push_back(weights<W>(n, k));
+  for (int c = 1; c < bench::cold_copies(weight_bytes<W>(n, k)); ++c) ws.push_back(ws[0].clone());
+  return ws;
+}
+
+/// Two operations per weight: one multiply, one add.
+void report_gemv_ops(benchmark::State& state, int64_t n, int64_t k) {
+  state.counters["GOPs"] =
+      benchmark::Counter(2.0 * static_cast<double>(n * k) * static_cast<double>(state.iterations()) / 1e9,
+                         benchmark::Counter::kIsRate);
+}
+
 template <class W, bool kScalar>
 void BM_quant_gemv(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
   const int64_t n = state.range(1), k = state.range(2);
   omp_set_num_threads(threads);
-  const double w_bytes = static_cast<double>(n * k / quant_traits<W>::block_size * sizeof(W));
-  std::vector<Tensor<W, 2>> ws;  // cycled so the weights come from DRAM, as in decode
-  ws.push_back(weights<W>(n, k));
-  for (int c = 1; c < bench::cold_copies(w_bytes); ++c) ws.push_back(ws[0].clone());
+  const auto ws = cold_weights<W>(n, k);
   std::vector<ActBlock<W>> xq(k / quant_traits<W>::block_size);
   backend::scalar::quantize_activations(std::span<const float>(random_values(k, 2)), std::span<ActBlock<W>>(xq));
   std::vector<float> y(n);
@@ -56,10 +76,31 @@ void BM_quant_gemv(benchmark::State& state) {
     else backend::simd::gemv<W>(w.view(), xq, y);
     benchmark::DoNotOptimize(y.data());
   }
-  bench::report_bandwidth(state, w_bytes, threads);
-  state.counters["GOPs"] =
-      benchmark::Counter(2.0 * static_cast<double>(n * k) * static_cast<double>(state.iterations()) / 1e9,
-                         benchmark::Counter::kIsRate);
+  bench::report_bandwidth(state, weight_bytes<W>(n, k), threads);
+  report_gemv_ops(state, n, k);
+}
+
+/// As BM_quant_gemv with f32 activations: each block is dequantized to a
+/// block-sized float buffer and FMA'd against x, so no activation quantization
+/// and no integer dot products. Bytes counted are the weights' only (x is
+/// 16 KiB and stays cached).
+template <class W, bool kScalar>
+void BM_quant_gemv_f32(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  const int64_t n = state.range(1), k = state.range(2);
+  omp_set_num_threads(threads);
+  const auto ws = cold_weights<W>(n, k);
+  const auto x = random_values(k, 2);
+  std::vector<float> y(n);
+  size_t i = 0;
+  for (auto _ : state) {
+    const auto& w = ws[i++ % ws.size()];
+    if constexpr (kScalar) backend::scalar::gemv_f32<W>(w.view(), x, y);
+    else backend::simd::gemv_f32<W>(w.view(), x, y);
+    benchmark::DoNotOptimize(y.data());
+  }
+  bench::report_bandwidth(state, weight_bytes<W>(n, k), threads);
+  report_gemv_ops(state, n, k);
 }
 
 template <class W, bool kScalar>
@@ -107,6 +148,13 @@ void register_type() {
       benchmark::RegisterBenchmark(("gemv/" + name + "/simd" + shape).c_str(), BM_quant_gemv<W, false>)
           ->Args({t, n, k})->UseRealTime();
     }
+  }
+  for (int t = 1; t <= omp_get_num_procs(); t *= 2) {
+    const std::string shape = "/threads:" + std::to_string(t) + "/4096x4096";
+    benchmark::RegisterBenchmark(("gemv_f32/" + name + "/scalar" + shape).c_str(), BM_quant_gemv_f32<W, true>)
+        ->Args({t, 4096, 4096})->UseRealTime();
+    benchmark::RegisterBenchmark(("gemv_f32/" + name + "/simd" + shape).c_str(), BM_quant_gemv_f32<W, false>)
+        ->Args({t, 4096, 4096})->UseRealTime();
   }
   for (int t = 1; t <= omp_get_num_procs(); t *= 2) {
     const std::string shape = "/threads:" + std::to_string(t) + "/M128/4096x4096";
