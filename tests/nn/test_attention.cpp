@@ -78,6 +78,14 @@ void check_all(const Tensor<float, 3>& q, const KvSource& kv, const AttentionPar
   const Outputs o = run_all(q, kv, p);
   REQUIRE(test::max_abs_diff(o.naive.span(), o.ref.span()) <= kTol);
   REQUIRE(test::max_abs_diff(o.flash.span(), o.ref.span()) <= kTol);
+  if (q.dim(0) == 1) {  // the decode path: flash's tiles, split over key ranges, partials merged (one more exp each)
+    Tensor<float, 3> dec(q.shape());
+    nn::AttentionWorkspace ws;
+    AttentionParams pd = p;
+    pd.algo = AttentionAlgo::decode;
+    nn::attention(q.view(), kv, pd, dec.view(), ws);
+    REQUIRE(test::max_abs_diff(dec.span(), o.ref.span()) <= kTol);
+  }
 }
 
 AttentionParams params(int64_t d, AttentionMask m, int64_t q_pos0) {
@@ -489,4 +497,33 @@ TEST_CASE("attention: scale 0 (the default) means 1 / sqrt(head_dim)", "[attenti
   REQUIRE(test::max_abs_diff(default_scale.ref.span(), explicit_scale.ref.span()) == 0.0);
   REQUIRE(test::max_abs_diff(default_scale.naive.span(), explicit_scale.naive.span()) == 0.0);
   REQUIRE(test::max_abs_diff(default_scale.flash.span(), explicit_scale.flash.span()) == 0.0);
+}
+
+TEST_CASE("attention decode: key ranges split over 1-4 threads merge to the reference", "[attention]") {
+  // decode_splits gives up to 2 threads / n_kv_heads ranges per KV head: with
+  // 1-4 threads, 1-3 KV heads and 700-3000 keys every split count 1..8 occurs,
+  // sliding windows leave whole ranges without a visible key, and shuffled
+  // segments put the ranges across segment edges.
+  const int saved = num_threads();
+  for (int threads : {1, 2, 3, 4})
+    for (int64_t hkv : {1, 3})
+      for (int64_t n_k : {700, 3001})
+        for (AttentionMask m : {AttentionMask::causal(), AttentionMask::sliding(40), AttentionMask::padding(n_k / 3)}) {
+          set_num_threads(threads);
+          const int64_t H = 3 * hkv, d = 64;
+          auto q = test::random_tensor<float, 3>({1, H, d});
+          StoredKv s(test::random_tensor<float, 3>({n_k, hkv, d}), test::random_tensor<float, 3>({n_k, hkv, d}),
+                     KvType::f32);
+          s.scatter();
+          INFO("threads " << threads << " kv heads " << hkv << " keys " << n_k << " mask " << int(m.kind));
+          const auto p = params(d, m, n_k - 1);
+          Tensor<float, 3> ref(q.shape()), dec(q.shape());
+          scalar::attention(q.view(), s.source(), p, ref.view());
+          nn::AttentionWorkspace ws;
+          AttentionParams pd = p;
+          pd.algo = AttentionAlgo::decode;
+          nn::attention(q.view(), s.source(), pd, dec.view(), ws);
+          REQUIRE(test::max_abs_diff(dec.span(), ref.span()) <= kTol);  // kTol: see check_all
+        }
+  set_num_threads(saved);
 }

@@ -102,8 +102,11 @@ struct AttentionMask {
 
 /// naive materialises the [n_queries, n_keys] score matrix per head (the
 /// reference; scratch O(n_q n_k)); flash tiles over keys with an online softmax
-/// (scratch O(tile)); automatic picks naive while its scratch stays small.
-enum class AttentionAlgo : uint8_t { automatic, naive, flash };
+/// (scratch O(tile)); decode is flash for one query position, split over
+/// (KV head, key range) work items whose partial softmaxes are merged after
+/// (flash-decoding; a query length above 1 runs flash); automatic picks decode
+/// for one query position, else naive while its scratch stays small, else flash.
+enum class AttentionAlgo : uint8_t { automatic, naive, flash, decode };
 
 /// scale multiplies q.k; 0 (the default) means 1 / sqrt(head_dim), since a
 /// literal zero scale would make every softmax uniform without any error.

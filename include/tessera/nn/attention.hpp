@@ -37,6 +37,7 @@ class AttentionWorkspace {
   void reserve_bound(int64_t n_q_max, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t n_keys_max,
                      int threads = num_threads()) {
     reserve(n_q_max, n_heads, n_kv_heads, head_dim, n_keys_max, AttentionAlgo::flash, threads);
+    reserve(1, n_heads, n_kv_heads, head_dim, n_keys_max, AttentionAlgo::decode, threads);
     const size_t naive = backend::simd::detail::scratch_slices(AttentionAlgo::naive, n_heads, threads) *
                          (std::min(backend::simd::kNaiveMaxScores, static_cast<size_t>(n_q_max * n_keys_max)) +
                           static_cast<size_t>(n_q_max + 2 * head_dim));

@@ -105,9 +105,19 @@ inline const float* kv_row_f32(KvType type, const std::byte* src, int64_t d, flo
   return buf;
 }
 inline AttentionAlgo resolve(AttentionAlgo a, int64_t n_q, int64_t n_keys) {
+  if (a == AttentionAlgo::decode) return n_q == 1 ? a : AttentionAlgo::flash;
   if (a != AttentionAlgo::automatic) return a;
+  if (n_q == 1) return AttentionAlgo::decode;
   return static_cast<size_t>(n_q) * static_cast<size_t>(n_keys) <= kNaiveMaxScores ? AttentionAlgo::naive
                                                                                     : AttentionAlgo::flash;
+}
+/// Decode: key ranges per KV head, so that there are two work items per thread
+/// where the keys allow, each of at least kDecodeMinKeys (below that a split
+/// costs more in merging than it gains in balance).
+inline constexpr int64_t kDecodeMinKeys = 256;
+inline int64_t decode_splits(int64_t n_kv_heads, int64_t n_keys, int threads) {
+  const int64_t want = (2 * std::max(1, threads) + n_kv_heads - 1) / std::max<int64_t>(1, n_kv_heads);
+  return std::clamp<int64_t>(std::min(want, n_keys / kDecodeMinKeys), 1, std::max<int64_t>(1, want));
 }
 // Threads that take a slice of scratch: naive has one work item per head, and
 // parallel_for hands item chunks to threads 0.. in order, so threads beyond
@@ -122,10 +132,18 @@ inline size_t scratch_slices(AttentionAlgo resolved, int64_t n_heads, int thread
 /// with `threads` threads.  naive: min(threads, n_heads) (n_q n_keys + n_q +
 /// 2 head_dim); flash: threads (R (kKeyTile + head_dim + 2) + 2 kKeyTile
 /// head_dim) with R = min(n_q, kQueryTile) n_heads / n_kv_heads rows per item.
+/// decode: threads (G kKeyTile + 2 kKeyTile head_dim) for scores and converted
+/// K/V tiles, plus n_kv_heads S G (head_dim + 2) partial results, with
+/// G = n_heads / n_kv_heads and S = decode_splits(...) <= 2 threads: flat in n_keys.
 inline size_t attention_scratch_floats(int64_t n_q, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                                        int64_t n_keys, AttentionAlgo algo, int threads) {
   const AttentionAlgo a = detail::resolve(algo, n_q, n_keys);
   const size_t t = detail::scratch_slices(a, n_heads, threads);
+  if (a == AttentionAlgo::decode) {
+    const int64_t G = n_heads / std::max<int64_t>(1, n_kv_heads), S = detail::decode_splits(n_kv_heads, n_keys, threads);
+    return t * static_cast<size_t>(G * kKeyTile + 2 * kKeyTile * head_dim) +
+           static_cast<size_t>(n_kv_heads * S * G * (head_dim + 2));
+  }
   if (a == AttentionAlgo::naive) return t * static_cast<size_t>(n_q * n_keys + n_q + 2 * head_dim);
   const int64_t rows = std::min(n_q, kQueryTile) * (n_heads / std::max<int64_t>(1, n_kv_heads));
   return t * static_cast<size_t>(rows * (kKeyTile + head_dim + 2) + 2 * kKeyTile * head_dim);
@@ -258,6 +276,111 @@ inline void attention_flash(TensorView<const float, 3> q, const KvSource& kv, co
     }
   });
 }
+// out[j] = dot(q, k[j]) for kWidth rows k[j]: one multiply-add chain per row and one
+// transposing reduction for all of them (instead of a horizontal add per row).
+inline fbatch dots(const float* q, const float* const* k, int64_t d) {
+  fbatch acc[kWidth];
+  for (size_t j = 0; j < kWidth; ++j) acc[j] = fbatch(0.f);
+  for (int64_t i = 0; i < d; i += static_cast<int64_t>(kWidth)) {
+    const fbatch qi = load(q + i);
+    for (size_t j = 0; j < kWidth; ++j) acc[j] = xsimd::fma(qi, load(k[j] + i), acc[j]);
+  }
+#if XSIMD_VERSION_MAJOR == 8 && defined(__AVX512F__)
+  // xsimd 8's AVX-512 haddp returns the sums of rows 2, 3 and 4, 5 (and 10, 11
+  // and 12, 13) swapped; the permutation is its own inverse.
+  const __m512i fix = _mm512_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15);
+  return fbatch(_mm512_permutexvar_ps(fix, xsimd::haddp(acc)));
+#else
+  return xsimd::haddp(acc);
+#endif
+}
+
+// One query position. Item (g, c) takes KV head g's query heads over key range
+// c of S, tile by tile with flash's online softmax, reading each K and V row
+// once for the whole group; its (max, sum, unnormalised output) per head go to
+// the shared area, and a second pass merges the S partials of each head.
+inline void attention_decode(TensorView<const float, 3> q, const KvSource& kv, const AttentionParams& p,
+                             TensorView<float, 3> out, std::span<float> scratch, int threads) {
+  const int64_t n_heads = q.dim(1), d = q.dim(2), n_kv = kv.n_kv_heads, G = n_heads / n_kv, n_keys = kv.n_keys();
+  const int64_t S = decode_splits(n_kv, n_keys, threads), n_items = n_kv * S;
+  const size_t per_thread = static_cast<size_t>(G * kKeyTile + 2 * kKeyTile * d);
+  float* partial = scratch.data() + static_cast<size_t>(threads) * per_thread;  // [n_items][G][d + 2]
+  const float ninf = -std::numeric_limits<float>::infinity(), scale = p.scale_for(d);
+  const int64_t lo = p.mask.lo(p.q_pos0), hi = p.mask.hi(p.q_pos0);
+  const bool wide = d % static_cast<int64_t>(kWidth) == 0;
+
+  parallel_for(n_items, 1, [&](int64_t i0, int64_t i1) {
+    float* sc = scratch.data() + static_cast<size_t>(omp_get_thread_num()) * per_thread;  // [G][kKeyTile]
+    float* kt = sc + G * kKeyTile;
+    float* vt = kt + kKeyTile * d;
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t g = item / S, c = item % S, a = c * n_keys / S, b = (c + 1) * n_keys / S;
+      float* res = partial + item * G * (d + 2);  // acc [G][d], then m [G], l [G]
+      float *m = res + G * d, *l = m + G;
+      std::fill(res, res + G * d, 0.f);
+      std::fill(m, m + G, ninf);
+      std::fill(l, l + G, 0.f);
+      int64_t col = 0;  // logical index of the segment's first key
+      for (const KvSegment& seg : kv.segments) {
+        // this item's keys of the segment, then the visible ones (positions in [lo, hi))
+        int64_t ja = std::max<int64_t>(0, a - col), jb = std::min<int64_t>(seg.n, b - col);
+        col += seg.n;
+        if (lo > seg.pos0) ja = std::max(ja, std::min(seg.n, lo - seg.pos0));
+        if (hi < seg.pos0 + seg.n) jb = std::min(jb, std::max<int64_t>(0, hi - seg.pos0));
+        for (int64_t j0 = ja; j0 < jb; j0 += kKeyTile) {
+          const int64_t nk = std::min(kKeyTile, jb - j0);
+          const float* krow[kKeyTile];
+          const float* vrow[kKeyTile];
+          for (int64_t j = 0; j < nk; ++j) {
+            krow[j] = kv_row_f32(kv.type, kv.k_row(seg, j0 + j, g), d, kt + j * d);
+            vrow[j] = kv_row_f32(kv.type, kv.v_row(seg, j0 + j, g), d, vt + j * d);
+          }
+          for (int64_t r = 0; r < G; ++r) {
+            const float* qr = &q(0, g * G + r, 0);
+            float* s = sc + r * kKeyTile;
+            int64_t j = 0;
+            if (wide)
+              for (; j + static_cast<int64_t>(kWidth) <= nk; j += kWidth) (dots(qr, krow + j, d) * fbatch(scale)).store_unaligned(s + j);
+            for (; j < nk; ++j) s[j] = dot(qr, krow[j], d) * scale;
+            const float m_new = std::max(m[r], max_of(s, nk));
+            float* acc = res + r * d;
+            if (m[r] != m_new && m[r] != ninf) {
+              const float corr = std::exp(m[r] - m_new);
+              l[r] *= corr;
+              scale_row(corr, acc, d);
+            }
+            m[r] = m_new;
+            l[r] += exp_shifted(s, nk, m_new);
+            j = 0;
+            for (; j + 4 <= nk; j += 4) axpy4(s + j, vrow + j, acc, d);
+            for (; j < nk; ++j) axpy(s[j], vrow[j], acc, d);
+          }
+        }
+      }
+    }
+  });
+  // out_h = sum_c e^(m_c - M) acc_c / sum_c e^(m_c - M) l_c, M = max_c m_c.
+  parallel_for(n_heads, 1, [&](int64_t h0, int64_t h1) {
+    for (int64_t h = h0; h < h1; ++h) {
+      const int64_t g = h / G, r = h % G;
+      float M = ninf;
+      for (int64_t c = 0; c < S; ++c) M = std::max(M, partial[(g * S + c) * G * (d + 2) + G * d + r]);
+      float* o = &out(0, h, 0);
+      std::fill(o, o + d, 0.f);
+      if (M == ninf) continue;  // sees no key
+      float L = 0.f;
+      for (int64_t c = 0; c < S; ++c) {
+        const float* res = partial + (g * S + c) * G * (d + 2);
+        const float mc = res[G * d + r];
+        if (mc == ninf) continue;
+        const float w = std::exp(mc - M);
+        L += w * res[G * d + G + r];
+        axpy(w, res + r * d, o, d);
+      }
+      scale_row(1.f / L, o, d);
+    }
+  });
+}
 }  // namespace detail
 
 /// Same contract as scalar::attention. scratch: attention_scratch_floats(...)
@@ -272,7 +395,9 @@ inline void attention(TensorView<const float, 3> q, const KvSource& kv, const At
   const size_t need = attention_scratch_floats(q.dim(0), q.dim(1), kv.n_kv_heads, q.dim(2), n_keys, algo, threads);
   check(scratch.size() >= need, "attention: scratch of ", scratch.size(), " floats, need ", need);
   const size_t per_thread = need / detail::scratch_slices(algo, q.dim(1), threads);
-  if (algo == AttentionAlgo::naive)
+  if (algo == AttentionAlgo::decode)
+    detail::attention_decode(q, kv, p, out, scratch, threads);
+  else if (algo == AttentionAlgo::naive)
     detail::attention_naive(q, kv, p, out, scratch, per_thread);
   else
     detail::attention_flash(q, kv, p, out, scratch, per_thread);
