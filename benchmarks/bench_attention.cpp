@@ -97,7 +97,7 @@ struct DecodeOverCache {
     }
     fill(q, 0.002f);
     segs.reserve(cache->max_segments());
-    p = {0.125f, AttentionMask::causal(), n_kv - 1, AttentionAlgo::flash};
+    p = {0.125f, AttentionMask::causal(), n_kv - 1, AttentionAlgo::automatic};  // decode, as the model runs it
   }
   void run() {
     nn::attention(q.view(), cache->source(0, segs), p, out.view(), ws);

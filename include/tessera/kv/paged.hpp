@@ -54,10 +54,20 @@ class KvBlockPool {
   void release(int32_t b) {
     if (--refs_[static_cast<size_t>(b)] == 0) free_.push_back(b);
   }
-  /// Rows of block b for one layer: [block_size][row_bytes], K or V.
+  /// Rows of block b for one layer: [block_size][row_bytes], K or V. The pool
+  /// is laid out [layer][K, V][block] (as vLLM's per-layer tensors), so one
+  /// layer's blocks taken in order are adjacent: decode attention then streams
+  /// them like a contiguous cache instead of jumping a whole block of every
+  /// layer (measured: 1.4-1.7x slower at 4096 positions) between them.
   std::byte* rows(int32_t b, int layer, bool is_v) {
-    return buf_.data() + static_cast<size_t>(b) * block_bytes() +
-           (static_cast<size_t>(layer) * 2 + is_v) * static_cast<size_t>(block_) * layout_.row_bytes();
+    const size_t plane = static_cast<size_t>(layer) * 2 + is_v;
+    return buf_.data() + (plane * refs_.size() + static_cast<size_t>(b)) * static_cast<size_t>(block_) * layout_.row_bytes();
+  }
+  /// Copies block `from` into block `to`, every layer's K and V.
+  void copy_block(int32_t from, int32_t to) {
+    const size_t n = static_cast<size_t>(block_) * layout_.row_bytes();
+    for (int l = 0; l < layout_.n_layers; ++l)
+      for (bool v : {false, true}) std::memcpy(rows(to, l, v), rows(from, l, v), n);
   }
 
  private:
@@ -107,7 +117,7 @@ class PagedKvCache : public KvCache {
       const auto i = static_cast<size_t>(n_ / B);
       if (pool_->refs(table_[i]) > 1) {
         const int32_t fresh = pool_->allocate();
-        std::memcpy(pool_->rows(fresh, 0, false), pool_->rows(table_[i], 0, false), pool_->block_bytes());
+        pool_->copy_block(table_[i], fresh);
         pool_->release(table_[i]);
         table_[i] = fresh;
       }

@@ -320,6 +320,36 @@ inline void attention_decode(TensorView<const float, 3> q, const KvSource& kv, c
       std::fill(res, res + G * d, 0.f);
       std::fill(m, m + G, ninf);
       std::fill(l, l + G, 0.f);
+      // Tiles gather visible keys across segment edges (a paged cache's blocks
+      // are short), as row pointers: f32 rows in place, others converted. So
+      // the tiles, and the sums, are the same however the cache is cut.
+      const float* krow[kKeyTile];
+      const float* vrow[kKeyTile];
+      int64_t nk = 0;
+      auto flush = [&] {
+        for (int64_t r = 0; r < G; ++r) {
+          const float* qr = &q(0, g * G + r, 0);
+          float* s = sc + r * kKeyTile;
+          int64_t j = 0;
+          if (wide)
+            for (; j + static_cast<int64_t>(kWidth) <= nk; j += kWidth)
+              (dots(qr, krow + j, d) * fbatch(scale)).store_unaligned(s + j);
+          for (; j < nk; ++j) s[j] = dot(qr, krow[j], d) * scale;
+          const float m_new = std::max(m[r], max_of(s, nk));
+          float* acc = res + r * d;
+          if (m[r] != m_new && m[r] != ninf) {
+            const float corr = std::exp(m[r] - m_new);
+            l[r] *= corr;
+            scale_row(corr, acc, d);
+          }
+          m[r] = m_new;
+          l[r] += exp_shifted(s, nk, m_new);
+          j = 0;
+          for (; j + 4 <= nk; j += 4) axpy4(s + j, vrow + j, acc, d);
+          for (; j < nk; ++j) axpy(s[j], vrow[j], acc, d);
+        }
+        nk = 0;
+      };
       int64_t col = 0;  // logical index of the segment's first key
       for (const KvSegment& seg : kv.segments) {
         // this item's keys of the segment, then the visible ones (positions in [lo, hi))
@@ -327,36 +357,13 @@ inline void attention_decode(TensorView<const float, 3> q, const KvSource& kv, c
         col += seg.n;
         if (lo > seg.pos0) ja = std::max(ja, std::min(seg.n, lo - seg.pos0));
         if (hi < seg.pos0 + seg.n) jb = std::min(jb, std::max<int64_t>(0, hi - seg.pos0));
-        for (int64_t j0 = ja; j0 < jb; j0 += kKeyTile) {
-          const int64_t nk = std::min(kKeyTile, jb - j0);
-          const float* krow[kKeyTile];
-          const float* vrow[kKeyTile];
-          for (int64_t j = 0; j < nk; ++j) {
-            krow[j] = kv_row_f32(kv.type, kv.k_row(seg, j0 + j, g), d, kt + j * d);
-            vrow[j] = kv_row_f32(kv.type, kv.v_row(seg, j0 + j, g), d, vt + j * d);
-          }
-          for (int64_t r = 0; r < G; ++r) {
-            const float* qr = &q(0, g * G + r, 0);
-            float* s = sc + r * kKeyTile;
-            int64_t j = 0;
-            if (wide)
-              for (; j + static_cast<int64_t>(kWidth) <= nk; j += kWidth) (dots(qr, krow + j, d) * fbatch(scale)).store_unaligned(s + j);
-            for (; j < nk; ++j) s[j] = dot(qr, krow[j], d) * scale;
-            const float m_new = std::max(m[r], max_of(s, nk));
-            float* acc = res + r * d;
-            if (m[r] != m_new && m[r] != ninf) {
-              const float corr = std::exp(m[r] - m_new);
-              l[r] *= corr;
-              scale_row(corr, acc, d);
-            }
-            m[r] = m_new;
-            l[r] += exp_shifted(s, nk, m_new);
-            j = 0;
-            for (; j + 4 <= nk; j += 4) axpy4(s + j, vrow + j, acc, d);
-            for (; j < nk; ++j) axpy(s[j], vrow[j], acc, d);
-          }
+        for (int64_t j = ja; j < jb; ++j) {
+          krow[nk] = kv_row_f32(kv.type, kv.k_row(seg, j, g), d, kt + nk * d);
+          vrow[nk] = kv_row_f32(kv.type, kv.v_row(seg, j, g), d, vt + nk * d);
+          if (++nk == kKeyTile) flush();
         }
       }
+      if (nk > 0) flush();
     }
   });
   // out_h = sum_c e^(m_c - M) acc_c / sum_c e^(m_c - M) l_c, M = max_c m_c.
