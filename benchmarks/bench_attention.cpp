@@ -1,6 +1,6 @@
 // Attention and the fused SwiGLU:
 //   BM_attention_decode   one query token over n_kv cached positions (memory-bound:
-//                         K and V read once; % of STREAM), scalar / naive / flash
+//                         K and V read once; % of STREAM), scalar / naive / flash / decode
 //   BM_attention_prefill  causal self-attention over n tokens, naive vs flash:
 //                         time and the scratch each needs (naive n^2, flash flat)
 //   BM_attention_paged    decode over a paged cache vs the same rows contiguous
@@ -29,7 +29,7 @@ void fill(Tensor<float, 3>& t, float step) {
 }
 
 // LLaMA-7B-like GQA decode: 32 query heads over 8 KV heads of 128 dims.
-// range(2): 0 scalar reference, 1 naive, 2 flash.
+// range(2): 0 scalar reference, 1 naive, 2 flash, 3 decode (what automatic takes).
 void BM_attention_decode(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
   const int64_t n_kv = state.range(1), heads = 32, kv_heads = 8, d = 128;
@@ -38,15 +38,16 @@ void BM_attention_decode(benchmark::State& state) {
   fill(q, 0.001f), fill(k, 0.01f), fill(v, 0.02f);
   KvSegment seg;
   const KvSource src = nn::contiguous_kv(k.view(), v.view(), seg);
-  AttentionParams p{0.088f, AttentionMask::causal(), n_kv - 1,
-                    state.range(2) == 1 ? AttentionAlgo::naive : AttentionAlgo::flash};
+  const AttentionAlgo algos[] = {AttentionAlgo::naive, AttentionAlgo::naive, AttentionAlgo::flash, AttentionAlgo::decode};
+  AttentionParams p{0.088f, AttentionMask::causal(), n_kv - 1, algos[state.range(2)]};
   nn::AttentionWorkspace ws;
   for (auto _ : state) {
     if (state.range(2) == 0) backend::scalar::attention(q.view(), src, p, out.view());
     else nn::attention(q.view(), src, p, out.view(), ws);
     benchmark::DoNotOptimize(out.data());
   }
-  state.SetLabel(state.range(2) == 0 ? "scalar" : state.range(2) == 1 ? "naive" : "flash");
+  const char* labels[] = {"scalar", "naive", "flash", "decode"};
+  state.SetLabel(labels[state.range(2)]);
   bench::report_bandwidth(state, 2.0 * static_cast<double>(k.size_bytes()), threads);
 }
 
@@ -241,8 +242,8 @@ void print_paged_table() {
 
 }  // namespace
 
-BENCHMARK(BM_attention_decode)->Args({1, 4096, 0})->Args({1, 4096, 1})->Args({1, 4096, 2})->Args({2, 4096, 1})
-    ->Args({2, 4096, 2})->Args({2, 16384, 2})->UseRealTime();
+BENCHMARK(BM_attention_decode)->Args({1, 4096, 0})->Args({1, 4096, 1})->Args({1, 4096, 2})->Args({1, 4096, 3})
+    ->Args({2, 4096, 1})->Args({2, 4096, 2})->Args({2, 4096, 3})->Args({2, 16384, 2})->Args({2, 16384, 3})->UseRealTime();
 BENCHMARK(BM_attention_prefill)->Apply(prefill_args)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_attention_paged)->Args({4096, 0})->Args({4096, 1})->Args({32768, 0})->Args({32768, 1})->UseRealTime();
 BENCHMARK_TEMPLATE(BM_swiglu, true)->Arg(1)->UseRealTime();
