@@ -94,6 +94,24 @@ inline float max_of(const float* s, int64_t n) {
   for (int64_t j = 0; j < n; ++j) mx = std::max(mx, s[j]);
   return mx;
 }
+// One tile of the online softmax for one query row: n scores s of visible
+// keys (overwritten by their weights) and those keys' value rows. The running
+// max m, sum l and output acc [d] move to the new max first, e^(m - m'), when
+// it rises; the exp is a vector one (a scalar exp per key would dominate decode).
+inline void online_softmax_step(float* s, int64_t n, const float* const* vrow, int64_t d, float& m, float& l,
+                                float* acc) {
+  const float m_new = std::max(m, max_of(s, n));
+  if (m != m_new && m != -std::numeric_limits<float>::infinity()) {
+    const float corr = std::exp(m - m_new);
+    l *= corr;
+    scale_row(corr, acc, d);
+  }
+  m = m_new;
+  l += exp_shifted(s, n, m_new);
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) axpy4(s + j, vrow + j, acc, d);
+  for (; j < n; ++j) axpy(s[j], vrow[j], acc, d);
+}
 // One stored head row as f32: in place for f32, else converted into buf.
 inline const float* kv_row_f32(KvType type, const std::byte* src, int64_t d, float* buf) {
   if (type == KvType::f32) return reinterpret_cast<const float*>(src);
@@ -251,18 +269,7 @@ inline void attention_flash(TensorView<const float, 3> q, const KvSource& kv, co
             std::fill(s, s + ja, ninf);
             for (int64_t j = ja; j < jb; ++j) s[j] = dot(qr, krow[j], d) * scale;
             std::fill(s + jb, s + nk, ninf);
-            const float mt = max_of(s + ja, jb - ja), m_new = std::max(m[r], mt);
-            float* a = acc + r * d;
-            if (m[r] != m_new && m[r] != ninf) {
-              const float corr = std::exp(m[r] - m_new);
-              l[r] *= corr;
-              scale_row(corr, a, d);
-            }
-            m[r] = m_new;
-            l[r] += exp_shifted(s + ja, jb - ja, m_new);  // vector exp: a scalar exp per key would dominate decode
-            int64_t j = ja;
-            for (; j + 4 <= jb; j += 4) axpy4(s + j, vrow + j, a, d);
-            for (; j < jb; ++j) axpy(s[j], vrow[j], a, d);
+            online_softmax_step(s + ja, jb - ja, vrow + ja, d, m[r], l[r], acc + r * d);
           }
         }
       }
@@ -335,18 +342,7 @@ inline void attention_decode(TensorView<const float, 3> q, const KvSource& kv, c
             for (; j + static_cast<int64_t>(kWidth) <= nk; j += kWidth)
               (dots(qr, krow + j, d) * fbatch(scale)).store_unaligned(s + j);
           for (; j < nk; ++j) s[j] = dot(qr, krow[j], d) * scale;
-          const float m_new = std::max(m[r], max_of(s, nk));
-          float* acc = res + r * d;
-          if (m[r] != m_new && m[r] != ninf) {
-            const float corr = std::exp(m[r] - m_new);
-            l[r] *= corr;
-            scale_row(corr, acc, d);
-          }
-          m[r] = m_new;
-          l[r] += exp_shifted(s, nk, m_new);
-          j = 0;
-          for (; j + 4 <= nk; j += 4) axpy4(s + j, vrow + j, acc, d);
-          for (; j < nk; ++j) axpy(s[j], vrow[j], acc, d);
+          online_softmax_step(s, nk, vrow, d, m[r], l[r], res + r * d);
         }
         nk = 0;
       };
