@@ -79,7 +79,10 @@ inline Args parse(int argc, char** argv) {
     };
     auto real = [&] { return detail::number<float>(f, value()); };
     if (f == "-h" || f == "--help") a.help = true;
-    else if (f == "-m" || f == "--model") a.model = value();
+    else if (f == "-m" || f == "--model") {
+      a.model = value();
+      tessera::check(!a.model.empty(), f, " needs a path, got an empty one");
+    }
     else if (f == "-p" || f == "--prompt") a.prompt = value();
     else if (f == "-n" || f == "--n-predict") a.n_predict = integer(0);
     else if (f == "-t" || f == "--threads") a.threads = integer(1);
