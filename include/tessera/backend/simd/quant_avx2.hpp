@@ -130,11 +130,9 @@ struct Kernel<block_q4_1> {
   }
 };
 
-/// The 32 bits of a q5 block's qh -> byte j = 0x10 where bit j is set: the
-/// fifth bit of each value, to OR onto unpack_nibbles' bytes.
-inline __m256i q5_high_bits(const uint8_t* qh) {
-  uint32_t h;
-  std::memcpy(&h, qh, 4);
+/// 32 bits -> byte j = 0x10 where bit j is set: the fifth bit of each q5
+/// value, to OR onto unpack_nibbles' bytes.
+inline __m256i bit_bytes(uint32_t h) {
 #if defined(__AVX512BW__) && defined(__AVX512VL__)
   return _mm256_maskz_mov_epi8(h, _mm256_set1_epi8(0x10));
 #else
@@ -145,6 +143,11 @@ inline __m256i q5_high_bits(const uint8_t* qh) {
   const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
   return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(0x10));
 #endif
+}
+inline __m256i q5_high_bits(const uint8_t* qh) {
+  uint32_t h;
+  std::memcpy(&h, qh, 4);
+  return bit_bytes(h);
 }
 
 inline __m256i unpack_q5(const uint8_t* qs, const uint8_t* qh) {

@@ -1,4 +1,4 @@
-// AVX2 decode kernels for q4_0 and q4_1 with two weight blocks per 256-bit
+// AVX2 decode kernels for q4_0, q4_1, q5_0 and q5_1 with two weight blocks per 256-bit
 // register, against activations rearranged once per gemv to match (PairedX).
 #pragma once
 
@@ -51,7 +51,7 @@ void pair_activations(const A* x, int64_t n_blocks, PairedX* out) {
 }
 
 /// The first 4 bytes of two blocks as 4 floats: [d_0, m_0, d_1, m_1] for
-/// q4_1; for q4_0 lanes 1 and 3 are two nibble bytes read as f16, never used.
+/// q4_1 / q5_1; for q4_0 / q5_0 lanes 1 and 3 are other bytes read as f16, never used.
 template <class W>
 inline __m128 leading_halves(const W* w) {
   int32_t a, b;
@@ -60,27 +60,44 @@ inline __m128 leading_halves(const W* w) {
   return _mm_cvtph_ps(_mm_setr_epi32(a, b, 0, 0));
 }
 
-/// Sum over a pair of weight blocks into acc (and q4_1's offset terms into acc_m lanes 1, 3).
+template <class W>
+inline constexpr bool kFiveBit = std::is_same_v<W, block_q5_0> || std::is_same_v<W, block_q5_1>;
+template <class W>
+inline constexpr bool kBlockMin = std::is_same_v<W, block_q4_1> || std::is_same_v<W, block_q5_1>;
+
+/// Sum over a pair of weight blocks into acc (and q4_1 / q5_1's offset terms
+/// into acc_m lanes 1, 3). q5 blocks OR their fifth bits onto the nibbles;
+/// q5_0's offset of 16 takes twice q4_0's -8 sum x correction.
 template <class W>
 inline void accumulate_pair(const W* w, const PairedX& x, __m256& acc, __m128& acc_m) {
   const __m256i m4 = _mm256_set1_epi8(0x0f);
   const __m256i v = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[1].qs)),
                                      _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[0].qs)));
-  const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+  __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+  if constexpr (kFiveBit<W>) {
+    uint32_t h0, h1;
+    std::memcpy(&h0, w[0].qh, 4);
+    std::memcpy(&h1, w[1].qh, 4);
+    lo = _mm256_or_si256(lo, bit_bytes((h0 & 0xffffu) | (h1 << 16)));        // values 0..15 of both
+    hi = _mm256_or_si256(hi, bit_bytes((h0 >> 16) | (h1 & 0xffff0000u)));    // values 16..31 of both
+  }
   // int32 lanes 0-3 hold block 0, 4-7 block 1.
 #if defined(TESSERA_QUANT_VNNI)
-  const __m256i s = dpbusd(dpbusd(x.eight_sums, lo, x.lo), hi, x.hi);
+  const __m256i start =
+      std::is_same_v<W, block_q5_0> ? _mm256_add_epi32(x.eight_sums, x.eight_sums) : x.eight_sums;
+  const __m256i s = dpbusd(dpbusd(start, lo, x.lo), hi, x.hi);
 #else
-  // int16 pair sums: |15 x| * 4 + |8 x| * 4 <= 11684, no saturation.
+  // int16 pair sums: |31 x| * 4 + |16 x| * 4 <= 23876, no saturation.
   __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, x.lo), _mm256_maddubs_epi16(hi, x.hi));
   if constexpr (std::is_same_v<W, block_q4_0>) p = _mm256_sub_epi16(p, x.eight_sums);
+  if constexpr (std::is_same_v<W, block_q5_0>) p = _mm256_sub_epi16(p, _mm256_slli_epi16(x.eight_sums, 1));
   const __m256i s = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 #endif
   const __m128 scales = _mm_mul_ps(leading_halves(w), x.scale);   // d_w d_x, m s, d_w d_x, m s
   const __m256i lanes = _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2);
   const __m256 dd = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(scales), lanes);
   acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), dd, acc);
-  if constexpr (std::is_same_v<W, block_q4_1>) acc_m = _mm_add_ps(acc_m, scales);
+  if constexpr (kBlockMin<W>) acc_m = _mm_add_ps(acc_m, scales);
 }
 
 /// Bytes ahead of the current weight block to prefetch. The weights stream

@@ -52,12 +52,13 @@ float row_dot(const W* w, const ActBlock<W>* x, int64_t n_blocks) {
 }
 
 template <class W>
-inline constexpr bool kPairedGemv = std::is_same_v<W, block_q4_0> || std::is_same_v<W, block_q4_1>;
+inline constexpr bool kPairedGemv = std::is_same_v<W, block_q4_0> || std::is_same_v<W, block_q4_1> ||
+                                    std::is_same_v<W, block_q5_0> || std::is_same_v<W, block_q5_1>;
 
 /// Activation blocks paired per stack chunk: 256 blocks (8192 values) in 16 KB.
 inline constexpr int64_t kPairChunkBlocks = 256;
 
-/// y[r] = dot(w row r, x) for rows [r0, r1). q4_0 / q4_1 take the paired
+/// y[r] = dot(w row r, x) for rows [r0, r1). q4_0 / q4_1 / q5_0 / q5_1 take the paired
 /// kernels of quant_avx2_gemv.hpp over activations rearranged on the stack.
 template <class W>
 void gemv_rows(const W* w, int64_t ldw, int64_t r0, int64_t r1, const ActBlock<W>* x, int64_t nb, float* y) {
