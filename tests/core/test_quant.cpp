@@ -140,78 +140,57 @@ TEST_CASE("quant q8_K: round-trip error <= d/2, bsums are the sums of 16", "[qua
   }
 }
 
-TEST_CASE("quant q4_0: round-trip error <= d/2, <= d next to the clamped end", "[quant]") {
+// The symmetric 32-value formats: x ~ d (q - half), half = 8 (q4_0) or 16 (q5_0).
+template <class B, int kHalf>
+void check_symmetric_round_trip() {
   const auto x = test_row(kBlocks, 32);
-  std::vector<block_q4_0> b;
+  std::vector<B> b;
   const auto y = round_trip(x, b);
   for (int k = 0; k < kBlocks; ++k) {
     const float* xb = &x[32 * k];
     double max = 0;
     for (int i = 0; i < 32; ++i)
       if (std::fabs(xb[i]) > std::fabs(max)) max = xb[i];
-    const double d = max / -8.0, d16 = static_cast<float>(b[k].d);
+    const double d = max / -kHalf, d16 = static_cast<float>(b[k].d);
     for (int i = 0; i < 32; ++i) {
-      // x/d lies in [-8, 8]; levels -8..7 cover it to within |d|/2 except above
-      // 7.5, which clamps to 7 (error <= |d|). f16(d) moves a level q-8 by
-      // <= 8 |d - d16|; 1e-5 |d| covers float rounding of x/d + 8.5.
+      // x/d lies in [-half, half]; levels -half..half-1 cover it to within |d|/2
+      // except above half - 0.5, which clamps to half - 1 (error <= |d|). f16(d)
+      // moves a level by <= half |d - d16|; 1e-5 |d| covers float rounding of x/d + half + 0.5.
       const double t = d != 0 ? xb[i] / d : 0;
-      const double bound = std::fabs(d) * ((t > 7.5 ? 1.0 : 0.5) + 1e-5) + 8.0 * std::fabs(d - d16);
-      INFO("block " << k << " element " << i);
+      const double bound = std::fabs(d) * ((t > kHalf - 0.5 ? 1.0 : 0.5) + 1e-5) + kHalf * std::fabs(d - d16);
+      INFO(quant_traits<B>::name << " block " << k << " element " << i);
       REQUIRE(std::fabs(xb[i] - y[32 * k + i]) <= bound);
     }
   }
 }
 
-TEST_CASE("quant q4_1: round-trip error <= d/2 plus f16 rounding of d and m", "[quant]") {
+// The offset 32-value formats: x ~ d q + m, q = 0..top, top = 15 (q4_1) or 31 (q5_1).
+template <class B, int kTop>
+void check_offset_round_trip() {
   const auto x = test_row(kBlocks, 32);
-  std::vector<block_q4_1> b;
+  std::vector<B> b;
   const auto y = round_trip(x, b);
   for (int k = 0; k < kBlocks; ++k) {
     const float* xb = &x[32 * k];
     const double lo = *std::min_element(xb, xb + 32), hi = *std::max_element(xb, xb + 32);
-    const double d = (hi - lo) / 15.0;
-    // Levels lo + d q, q = 0..15, cover [lo, hi] to within d/2. Stored in f16,
-    // d moves level q by <= 15 |d - d16| and m moves all by |lo - m16|.
-    const double bound = d * (0.5 + 1e-5) + 15.0 * std::fabs(d - static_cast<float>(b[k].d)) +
+    const double d = (hi - lo) / kTop;
+    // Levels lo + d q cover [lo, hi] to within d/2. Stored in f16, d moves
+    // level q by <= top |d - d16| and m moves all by |lo - m16|.
+    const double bound = d * (0.5 + 1e-5) + kTop * std::fabs(d - static_cast<float>(b[k].d)) +
                          std::fabs(lo - static_cast<float>(b[k].m)) + 1e-30;
+    INFO(quant_traits<B>::name << " block " << k);
     for (int i = 0; i < 32; ++i) REQUIRE(std::fabs(xb[i] - y[32 * k + i]) <= bound);
   }
 }
 
-TEST_CASE("quant q5_0: round-trip error <= d/2, <= d next to the clamped end", "[quant]") {
-  const auto x = test_row(kBlocks, 32);
-  std::vector<block_q5_0> b;
-  const auto y = round_trip(x, b);
-  for (int k = 0; k < kBlocks; ++k) {
-    const float* xb = &x[32 * k];
-    double max = 0;
-    for (int i = 0; i < 32; ++i)
-      if (std::fabs(xb[i]) > std::fabs(max)) max = xb[i];
-    const double d = max / -16.0, d16 = static_cast<float>(b[k].d);
-    for (int i = 0; i < 32; ++i) {
-      // As q4_0 with levels -16..15: x/d in [-16, 16], above 15.5 clamps to 15;
-      // f16(d) moves a level by <= 16 |d - d16|.
-      const double t = d != 0 ? xb[i] / d : 0;
-      const double bound = std::fabs(d) * ((t > 15.5 ? 1.0 : 0.5) + 1e-5) + 16.0 * std::fabs(d - d16);
-      INFO("block " << k << " element " << i);
-      REQUIRE(std::fabs(xb[i] - y[32 * k + i]) <= bound);
-    }
-  }
+TEST_CASE("quant q4_0 / q5_0: round-trip error <= d/2, <= d next to the clamped end", "[quant]") {
+  check_symmetric_round_trip<block_q4_0, 8>();
+  check_symmetric_round_trip<block_q5_0, 16>();
 }
 
-TEST_CASE("quant q5_1: round-trip error <= d/2 plus f16 rounding of d and m", "[quant]") {
-  const auto x = test_row(kBlocks, 32);
-  std::vector<block_q5_1> b;
-  const auto y = round_trip(x, b);
-  for (int k = 0; k < kBlocks; ++k) {
-    const float* xb = &x[32 * k];
-    const double lo = *std::min_element(xb, xb + 32), hi = *std::max_element(xb, xb + 32);
-    const double d = (hi - lo) / 31.0;
-    // Levels lo + d q, q = 0..31; f16 d moves level q by <= 31 |d - d16|, f16 m all by |lo - m16|.
-    const double bound = d * (0.5 + 1e-5) + 31.0 * std::fabs(d - static_cast<float>(b[k].d)) +
-                         std::fabs(lo - static_cast<float>(b[k].m)) + 1e-30;
-    for (int i = 0; i < 32; ++i) REQUIRE(std::fabs(xb[i] - y[32 * k + i]) <= bound);
-  }
+TEST_CASE("quant q4_1 / q5_1: round-trip error <= d/2 plus f16 rounding of d and m", "[quant]") {
+  check_offset_round_trip<block_q4_1, 15>();
+  check_offset_round_trip<block_q5_1, 31>();
 }
 
 TEST_CASE("quant q4_K: levels are nearest on the stored grid, RMS per sub-block bounded", "[quant]") {
