@@ -125,6 +125,34 @@ float paired_row_dot(const W* w, const PairedX* xp, const A* x, int64_t n_blocks
   return tail.total();
 }
 
+/// paired_row_dot for two rows at once (w0, w1): each activation pair is
+/// loaded once for both, and the two rows' chains run side by side.
+template <class W, class A>
+void paired_row_dot2(const W* w0, const W* w1, const PairedX* xp, const A* x, int64_t n_blocks, float& y0,
+                     float& y1) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  __m128 m0 = _mm_setzero_ps(), m1 = _mm_setzero_ps();
+  const int64_t n_pairs = n_blocks / 2;
+  for (int64_t i = 0; i < n_pairs; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(w0 + 2 * i) + kPrefetchBytes, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(w1 + 2 * i) + kPrefetchBytes, _MM_HINT_T0);
+    accumulate_pair(w0 + 2 * i, xp[i], acc0, m0);
+    accumulate_pair(w1 + 2 * i, xp[i], acc1, m1);
+  }
+  Acc t0, t1;
+  if (n_blocks & 1) {
+    Kernel<W>::accumulate(Kernel<W>::unpack(w0[n_blocks - 1]), x[n_blocks - 1], t0);
+    Kernel<W>::accumulate(Kernel<W>::unpack(w1[n_blocks - 1]), x[n_blocks - 1], t1);
+  }
+  t0.v = _mm256_add_ps(t0.v, acc0);
+  t1.v = _mm256_add_ps(t1.v, acc1);
+  const __m128 s0 = _mm_add_ps(m0, _mm_movehl_ps(m0, m0)), s1 = _mm_add_ps(m1, _mm_movehl_ps(m1, m1));
+  t0.s += _mm_cvtss_f32(_mm_shuffle_ps(s0, s0, 1));
+  t1.s += _mm_cvtss_f32(_mm_shuffle_ps(s1, s1, 1));
+  y0 = t0.total();
+  y1 = t1.total();
+}
+
 }  // namespace tessera::backend::simd::avx2
 
 #endif  // TESSERA_QUANT_AVX2

@@ -69,7 +69,15 @@ void gemv_rows(const W* w, int64_t ldw, int64_t r0, int64_t r1, const ActBlock<W
     for (int64_t k0 = 0; k0 < nb; k0 += kPairChunkBlocks) {
       const int64_t kn = std::min(kPairChunkBlocks, nb - k0);
       avx2::pair_activations(x + k0, kn, xp);
-      for (int64_t r = r0; r < r1; ++r) {
+      // Two streams: rows of the first half of the range side by side with the second half's.
+      const int64_t h = (r1 - r0) / 2;
+      for (int64_t r = r0; r < r0 + h; ++r) {
+        float p0, p1;
+        avx2::paired_row_dot2(w + r * ldw + k0, w + (r + h) * ldw + k0, xp, x + k0, kn, p0, p1);
+        y[r] = k0 == 0 ? p0 : y[r] + p0;
+        y[r + h] = k0 == 0 ? p1 : y[r + h] + p1;
+      }
+      for (int64_t r = r0 + 2 * h; r < r1; ++r) {
         const float part = avx2::paired_row_dot(w + r * ldw + k0, xp, x + k0, kn);
         y[r] = k0 == 0 ? part : y[r] + part;
       }
