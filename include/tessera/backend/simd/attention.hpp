@@ -266,9 +266,7 @@ inline void attention_flash(TensorView<const float, 3> q, const KvSource& kv, co
             const float* qr = &q(t, h, 0);
             // (compared before subtracting: lo and hi may be the int64 extremes)
             const int64_t ja = lo > kp0 ? lo - kp0 : 0, jb = hi < kp0 + nk ? hi - kp0 : nk;
-            std::fill(s, s + ja, ninf);
             for (int64_t j = ja; j < jb; ++j) s[j] = dot(qr, krow[j], d) * scale;
-            std::fill(s + jb, s + nk, ninf);
             online_softmax_step(s + ja, jb - ja, vrow + ja, d, m[r], l[r], acc + r * d);
           }
         }
