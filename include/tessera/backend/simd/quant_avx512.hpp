@@ -8,13 +8,19 @@
 #if defined(TESSERA_QUANT_AVX2) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #define TESSERA_QUANT_AVX512 1
 
-// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*() (a
-// self-initialised local), which -Wuninitialized flags once inlined here.
+// GCC < 13's AVX-512 intrinsics start from _mm512_undefined_*() (a
+// self-initialised local, GCC bug 105593), which -W(maybe-)uninitialized flags
+// once inlined into a kernel: the AVX-512 kernel headers open and close with these.
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define TESSERA_AVX512_WARNINGS_OFF                                  \
+  _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wuninitialized\"") \
+      _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#define TESSERA_AVX512_WARNINGS_ON _Pragma("GCC diagnostic pop")
+#else
+#define TESSERA_AVX512_WARNINGS_OFF
+#define TESSERA_AVX512_WARNINGS_ON
 #endif
+TESSERA_AVX512_WARNINGS_OFF
 
 namespace tessera::backend::simd::avx512 {
 
@@ -67,8 +73,6 @@ inline float row_dot(const block_q8_0* w, const block_q8_0* x, int64_t n_blocks)
 
 }  // namespace tessera::backend::simd::avx512
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+TESSERA_AVX512_WARNINGS_ON
 
 #endif  // AVX-512 F + BW + VNNI

@@ -28,11 +28,7 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+TESSERA_AVX512_WARNINGS_OFF  // see quant_avx512.hpp
 
 namespace tessera::backend::simd::avx512 {
 
@@ -223,8 +219,6 @@ void gemm_rows(const W* w, int64_t ldw, int64_t r0, int64_t r1, const A* x, int6
 
 }  // namespace tessera::backend::simd::avx512
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+TESSERA_AVX512_WARNINGS_ON
 
 #endif  // TESSERA_QUANT_AVX512 + DQ + VL
