@@ -189,15 +189,22 @@ TEST_CASE("GGUF fuzz: variants of a small writer-made model load cleanly or rais
   CHECK(s.errors > 1000);  // truncations always fail
 }
 
-TEST_CASE("GGUF fuzz: variants of the real model's metadata region", "[io][gguf][fuzz][model]") {
+/// The real model's path, with the sanitizer's death report wired up; nullopt (and a WARN) when absent.
+std::optional<std::string> real_model() {
   const auto path = test::find_test_model(kModel);
   if (!path) {
     WARN("skipped: model not found: " << kModel << " (run scripts/fetch-model, or set TESSERA_TEST_MODEL)");
-    return;
+    return std::nullopt;
   }
 #ifdef TESSERA_TEST_SANITIZED
   __sanitizer_set_death_callback(print_current);
 #endif
+  return path;
+}
+
+TEST_CASE("GGUF fuzz: variants of the real model's metadata region", "[io][gguf][fuzz][model]") {
+  const auto path = real_model();
+  if (!path) return;
   const uint64_t seed = fuzz_seed();
   const GgufFile f = GgufFile::open(*path);
   // Header, 37 entries (vocabulary and merges: ~1.7 MB) and 272 tensor infos, plus a little data.
@@ -219,14 +226,8 @@ TEST_CASE("GGUF fuzz: variants of the real model's metadata region", "[io][gguf]
 }
 
 TEST_CASE("GGUF fuzz: the real model truncated at random offsets across the whole file", "[io][gguf][fuzz][model]") {
-  const auto path = test::find_test_model(kModel);
-  if (!path) {
-    WARN("skipped: model not found: " << kModel << " (run scripts/fetch-model, or set TESSERA_TEST_MODEL)");
-    return;
-  }
-#ifdef TESSERA_TEST_SANITIZED
-  __sanitizer_set_death_callback(print_current);
-#endif
+  const auto path = real_model();
+  if (!path) return;
   const uint64_t seed = fuzz_seed();
   size_t size = 0, data_at = 0;
   std::vector<std::byte> prefix;  // header, metadata, tensor infos
