@@ -135,7 +135,7 @@ TEST_CASE("Rng: reference values of xoshiro256** and splitmix64", "[sample][rng]
   REQUIRE_THROWS_WITH(r.set_state({0, 0, 0, 0}), Contains("all-zero"));
 }
 
-TEST_CASE("Rng: uniform is in [0, 1), built from the top bits, and replays", "[sample][rng]") {
+TEST_CASE("Rng: uniform is in the half-open unit interval, built from the top bits, and replays", "[sample][rng]") {
   Rng a(7), b(7), c(8);
   Rng bits = a;  // a copy continues the same stream
   double sum = 0;
