@@ -1,0 +1,75 @@
+// Decode GEMV over each weight format: GB/s of weight bytes read, and the
+// ratio to the device-to-device copy bandwidth measured in the same process.
+// Enough matrices are cycled that together they are 4x the L2, so every
+// launch reads from HBM, as a decode step over many layers does.
+#include "bench_cuda_common.hpp"
+
+#include "tessera/core/quant_blocks.hpp"
+
+using namespace tessera;
+namespace tc = tessera::cuda;
+
+namespace {
+
+template <class W>
+void BM_gemv(benchmark::State& st) {
+  const int64_t n = st.range(0), k = st.range(1), m = st.range(2);
+  constexpr int bs = quant_traits<W>::block_size;
+  tc::Stream s;
+  const auto info = tc::device_info(0);
+  const size_t mat_bytes = static_cast<size_t>(n * k / bs) * sizeof(W);
+  const int count = static_cast<int>(std::max<size_t>(2, 4 * info.l2_bytes / mat_bytes + 1));
+  tc::DeviceTensor<W, 2> w({count * n, k / bs});
+  bench_cuda::fill_random(s, w.data(), w.size_bytes(), 7);
+  tc::DeviceTensor<float, 2> x({m, k}), y({m, n});
+  bench_cuda::fill_random(s, x.data(), x.size_bytes(), 8);
+  // Random bits as floats include NaN/Inf; the activations must be finite for the quantizer's
+  // branch pattern to be the usual one, so use small normal values instead.
+  {
+    std::vector<float> xs(static_cast<size_t>(m * k));
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd;
+    for (auto& v : xs) v = nd(rng);
+    tc::upload<float, 2>(s, std::span<const float>(xs), x.view());
+  }
+  tc::DeviceTensor<std::byte, 1> ws({static_cast<int64_t>(tc::gemv_workspace_bytes<W>(m * k)) + 256});
+  auto launch_all = [&] {
+    for (int c = 0; c < count; ++c)
+      tc::gemv<W>(s, tc::DeviceView<const W, 2>(w.data() + c * (n * k / bs), {n, k / bs}), x.view(), y.view(),
+                  ws.view());
+  };
+  launch_all();
+  s.synchronize();
+  tc::Timer t(s);
+  double total = 0;
+  for (auto _ : st) {
+    t.start();
+    launch_all();
+    const double sec = t.stop_ms() * 1e-3;
+    st.SetIterationTime(sec);
+    total += sec;
+  }
+  const double bytes = static_cast<double>(mat_bytes) * count;
+  bench_cuda::report_bandwidth(st, bytes);
+  bench_cuda::report_ratio(st, bytes, total);
+  st.SetLabel(std::string(quant_traits<W>::name) + ", " + std::to_string(count) + " matrices cycled");
+}
+
+void shapes(benchmark::internal::Benchmark* b) {
+  b->Args({14336, 4096, 1})->Args({4096, 14336, 1})->Args({14336, 4096, 4})->UseManualTime()->Unit(benchmark::kMicrosecond);
+}
+
+}  // namespace
+
+BENCHMARK(BM_gemv<float>)->Apply(shapes);
+BENCHMARK(BM_gemv<f16>)->Apply(shapes);
+BENCHMARK(BM_gemv<bf16>)->Apply(shapes);
+BENCHMARK(BM_gemv<block_q8_0>)->Apply(shapes);
+BENCHMARK(BM_gemv<block_q4_0>)->Apply(shapes);
+BENCHMARK(BM_gemv<block_q4_1>)->Apply(shapes);
+BENCHMARK(BM_gemv<block_q5_0>)->Apply(shapes);
+BENCHMARK(BM_gemv<block_q5_1>)->Apply(shapes);
+BENCHMARK(BM_gemv<block_q4_K>)->Apply(shapes);
+BENCHMARK(BM_gemv<block_q6_K>)->Apply(shapes);
+
+BENCHMARK_MAIN();

@@ -1,0 +1,70 @@
+// Attention on the GPU: decode attention (one query per sequence, the key
+// range split over blocks and merged: flash-decoding) and flash attention
+// forward for prefill (tensor-core tiles, online softmax). Both read keys and
+// values from a contiguous cache or a paged pool through a block table.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "tessera/backend/cuda/buffer.hpp"
+#include "tessera/core/half.hpp"
+
+namespace tessera::cuda {
+
+/// Element type of cached keys and values.  Decode: f16, q8_0 (head_dim % 32 == 0).
+/// Prefill: f16, bf16 (queries and output share the type).
+enum class KvElem : uint8_t { f16, bf16, q8_0 };
+
+/// Where the keys and values of a batch of sequences live.  A key row is
+/// [n_kv_heads, head_dim] elements (for q8_0: head_dim / 32 blocks per head).
+///   contiguous: k, v point at [n_seqs, max_keys, n_kv_heads, head_dim]; sequence
+///               b's key j is row b * max_keys + j.
+///   paged:      k, v point at a pool [n_pages, page_size, n_kv_heads, head_dim];
+///               sequence b's key j is row page_size * block_table[b * max_pages + j / page_size]
+///               + j % page_size.  block_table is int32 on the device.
+/// Sequence b holds keys at positions 0 .. seq_lens[b]-1 (int32 on the device).
+struct DeviceKv {
+  KvElem elem = KvElem::f16;
+  int64_t n_kv_heads = 0, head_dim = 0;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  const int32_t* seq_lens = nullptr;
+  int64_t max_keys = 0;               // contiguous: rows reserved per sequence
+  const int32_t* block_table = nullptr;  // null: contiguous
+  int64_t page_size = 0, max_pages = 0;  // paged
+};
+
+/// Which keys a query at position p sees: causal (<= p), sliding window
+/// (p - window, p], or none (all the sequence's keys).
+struct DeviceMask {
+  enum class Kind : uint8_t { none, causal, sliding };
+  Kind kind = Kind::causal;
+  int64_t window = 0;
+};
+
+/// Scratch of decode_attention for n_seqs sequences, n_heads query heads, head_dim d.
+size_t decode_attention_workspace_bytes(int64_t n_seqs, int64_t n_heads, int64_t head_dim);
+
+/// out[b, h] = softmax_j(scale q[b, h] . k[b, j, g]) v[b, j, g], g = h / (n_heads / n_kv_heads),
+/// over the keys of sequence b the mask lets its last position (seq_lens[b] - 1)
+/// see.  q, out [n_seqs, n_heads, head_dim] f32.  scale 0 means 1 / sqrt(head_dim).
+/// Each block reads one KV head's keys once for all the query heads that share
+/// it, over one slice of the keys; a second kernel merges the slices' partial
+/// softmaxes.  A sequence with no visible key gets zeros.  Bandwidth-bound: O(keys bytes).
+void decode_attention(const Stream& s, DeviceView<const float, 3> q, const DeviceKv& kv, DeviceMask mask, float scale,
+                      DeviceView<float, 3> out, DeviceView<std::byte, 1> workspace);
+
+/// Flash attention forward.  q, out [n_seqs, n_q, n_heads, head_dim] of T = f16
+/// or bf16 (kv.elem the same), head_dim 64, 128 or 256.  Query t of sequence b
+/// sits at position q_pos0 + t (chunked prefill: the keys before it are already
+/// cached) and sees the keys the mask allows, below seq_lens[b].  Tiles of 64
+/// queries x 64 keys in shared memory, mma.sync tensor cores with f32
+/// accumulation, online softmax in registers; GQA by n_heads / n_kv_heads.  A
+/// query that sees no key gets zeros.  O(n_q keys head_dim) flops.
+template <class T>
+  requires std::is_same_v<T, f16> || std::is_same_v<T, bf16>
+void flash_attention(const Stream& s, DeviceView<const T, 4> q, const DeviceKv& kv, DeviceMask mask, float scale,
+                     int64_t q_pos0, DeviceView<T, 4> out);
+
+}  // namespace tessera::cuda

@@ -1,0 +1,117 @@
+// Helpers every kernel file shares: runtime-error checks that become
+// tessera::Error, 16-bit float conversions from raw bits, warp and block
+// reductions, and the launch-size arithmetic.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "compat.cuh"
+#include "tessera/backend/cuda/buffer.hpp"
+#include "tessera/core/error.hpp"
+
+namespace tessera::cuda::detail {
+
+/// Throws Error "<call>: <runtime's message> (code N)" unless e is success.
+inline void check_gpu(gpuError_t e, const char* call) {
+  if (e != gpuSuccess) [[unlikely]]
+    fail("tessera::cuda: ", call, ": ", gpuGetErrorString(e), " (code ", static_cast<int>(e), ")");
+}
+/// After a launch: a bad configuration shows up here, a fault in the kernel at the next synchronize.
+inline void check_launch(const char* kernel) { check_gpu(gpuGetLastError(), kernel); }
+
+inline gpuStream_t native(const Stream& s) { return static_cast<gpuStream_t>(s.native()); }
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/// device_info(device), read once per device (launches size grids from it).
+const DeviceInfo& cached_info(int device);
+/// The device's multiprocessor count (cached).
+int sm_count(int device);
+
+/// Carves typed pieces out of a byte workspace, 256-byte aligned, with a clear
+/// error when the caller passed too little.
+class Carver {
+ public:
+  Carver(DeviceView<std::byte, 1> ws, const char* what) : ws_(ws), what_(what) {}
+  template <class T>
+  T* take(int64_t n) {
+    const size_t bytes = (static_cast<size_t>(n) * sizeof(T) + 255) / 256 * 256;
+    TESSERA_CHECK(used_ + bytes <= static_cast<size_t>(ws_.numel()), what_, ": workspace of ", ws_.numel(),
+                  " bytes is too small (needs at least ", used_ + bytes, ")");
+    T* p = reinterpret_cast<T*>(ws_.data() + used_);
+    used_ += bytes;
+    return p;
+  }
+  /// Bytes that n elements of T take in a workspace (the _workspace_bytes functions use it).
+  template <class T>
+  static size_t bytes_for(int64_t n) { return (static_cast<size_t>(n) * sizeof(T) + 255) / 256 * 256; }
+
+ private:
+  DeviceView<std::byte, 1> ws_;
+  const char* what_;
+  size_t used_ = 0;
+};
+
+}  // namespace tessera::cuda::detail
+
+namespace tessera::cuda::dev {
+
+__device__ __forceinline__ float f16_bits_to_float(uint16_t b) { return __half2float(__ushort_as_half(b)); }
+__device__ __forceinline__ uint16_t float_to_f16_bits(float f) { return __half_as_ushort(__float2half_rn(f)); }
+__device__ __forceinline__ float bf16_bits_to_float(uint16_t b) { return __uint_as_float(static_cast<uint32_t>(b) << 16); }
+// Round to nearest even, NaN kept quiet: the same bits as tessera::bf16(float).
+__device__ __forceinline__ uint16_t float_to_bf16_bits(float f) {
+  const uint32_t x = __float_as_uint(f);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40u);
+  return static_cast<uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+/// Unaligned-safe little-endian loads of 16 and 32 bits from quant blocks,
+/// whose fields sit at 2-byte offsets.
+__device__ __forceinline__ uint16_t load_u16(const uint8_t* p) {
+  return static_cast<uint16_t>(p[0] | (p[1] << 8));
+}
+__device__ __forceinline__ int load_i32_2aligned(const uint8_t* p) {
+  const auto* h = reinterpret_cast<const uint16_t*>(p);
+  return static_cast<int>(h[0] | (static_cast<uint32_t>(h[1]) << 16));
+}
+
+__device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+template <class T>
+__device__ __forceinline__ T warp_sum(T v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += shfl_xor(v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, shfl_xor(v, o));
+  return v;
+}
+
+/// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
+/// scratch: 32 floats of shared memory. Ends with a barrier so scratch can be reused.
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
+  v = warp_sum(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < n_warps ? scratch[lane] : 0.f;
+  v = warp_sum(v);
+  __syncthreads();
+  return v;
+}
+__device__ __forceinline__ float block_max(float v, float* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
+  v = warp_max(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < n_warps ? scratch[lane] : -INFINITY;
+  v = warp_max(v);
+  __syncthreads();
+  return v;
+}
+
+}  // namespace tessera::cuda::dev

@@ -1,0 +1,273 @@
+// The GGUF weight formats on the device: for each, the bytes of a block, the
+// value of one element (dequantization: embedding rows, GEMM's bf16 copy) and
+// the dot product of one "item" of a row with 8-bit activations (GEMV). The
+// byte layouts are core/quant_blocks.hpp's; fields are read through byte
+// offsets, since blocks sit at 2-byte alignment inside a row.
+#pragma once
+
+#include "common.cuh"
+#include "tessera/core/quant_blocks.hpp"
+
+namespace tessera::cuda::dev {
+
+/// Activations of one GEMV vector as the integer formats want them: int8
+/// values, per-32 (q8_0/q8_1) or per-256 (q8_K) float scales that equal the
+/// CPU blocks' f16 (or float) scales exactly, q8_1's block sums, q8_K's per-16 sums.
+/// xf is the float vector itself (f32/f16/bf16 weights).
+struct Act {
+  const int8_t* qs;
+  const float* d;
+  const float* s;
+  const int16_t* bsum;
+  const float* xf;
+};
+
+__device__ __forceinline__ int load_x4(const int8_t* p) { return *reinterpret_cast<const int*>(p); }
+// Per byte: q - c for bytes q >= 0 without borrows between bytes (bias by 0x80, subtract, unbias).
+__device__ __forceinline__ int sub_bytes(uint32_t q, uint32_t c) {
+  return static_cast<int>(((q | 0x80808080u) - c) ^ 0x80808080u);
+}
+// Bits 0..3 of h to bit 4 of bytes 0..3.
+__device__ __forceinline__ uint32_t spread_bit4(uint32_t h) {
+  return ((h & 1u) << 4) | ((h & 2u) << 11) | ((h & 4u) << 18) | ((h & 8u) << 25);
+}
+__device__ __forceinline__ float h2f(const uint8_t* p) { return f16_bits_to_float(load_u16(p)); }
+
+template <class W> struct Fmt;
+
+// ---- float formats: items of 8 elements, float dot products ----
+template <class W, int Bytes>
+struct FloatFmt {
+  static constexpr int block_elems = 1, block_bytes = Bytes, item_elems = 8, act = 0;
+  static __device__ __forceinline__ float to_f(const uint8_t* p);
+  static __device__ __forceinline__ float elem(const uint8_t* row, int64_t e) { return to_f(row + e * Bytes); }
+  template <int M>
+  static __device__ __forceinline__ void item_dot(const uint8_t* row, int64_t item, const Act* a, int64_t k, int m,
+                                                  float (&acc)[M]) {
+    float w[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) w[i] = to_f(row + (item * 8 + i) * Bytes);
+#pragma unroll
+    for (int j = 0; j < M; ++j) {
+      if (j >= m) continue;
+      const float4* x = reinterpret_cast<const float4*>(a->xf + j * k + item * 8);
+      const float4 x0 = x[0], x1 = x[1];
+      acc[j] += w[0] * x0.x + w[1] * x0.y + w[2] * x0.z + w[3] * x0.w + w[4] * x1.x + w[5] * x1.y + w[6] * x1.z +
+                w[7] * x1.w;
+    }
+  }
+};
+template <> __device__ __forceinline__ float FloatFmt<float, 4>::to_f(const uint8_t* p) { return *reinterpret_cast<const float*>(p); }
+template <> __device__ __forceinline__ float FloatFmt<f16, 2>::to_f(const uint8_t* p) { return f16_bits_to_float(*reinterpret_cast<const uint16_t*>(p)); }
+template <> __device__ __forceinline__ float FloatFmt<bf16, 2>::to_f(const uint8_t* p) { return bf16_bits_to_float(*reinterpret_cast<const uint16_t*>(p)); }
+template <> struct Fmt<float> : FloatFmt<float, 4> {};
+template <> struct Fmt<f16> : FloatFmt<f16, 2> {};
+template <> struct Fmt<bf16> : FloatFmt<bf16, 2> {};
+
+// ---- 32-element blocks: one item per block, signed weights with q8_0 activations,
+// offset (d q + m) weights with q8_1 ones (the block sum s carries m's term) ----
+
+// Low 4 bits of element e of a q4/q5 block: qs[e] low nibble for e < 16, qs[e-16] high.
+__device__ __forceinline__ int nibble(const uint8_t* qs, int e) { return e < 16 ? (qs[e] & 15) : (qs[e - 16] >> 4); }
+
+// Eight words of 4 weights each (elements 4i..4i+3 in word i for i < 4, 16 + 4(i-4).. for i >= 4)
+// against the matching activation words; returns the integer sum.
+__device__ __forceinline__ int dot32(const int (&w)[8], const int8_t* x) {
+  const int4 x0 = reinterpret_cast<const int4*>(x)[0], x1 = reinterpret_cast<const int4*>(x)[1];
+  int s = dp4a(w[0], x0.x, 0);
+  s = dp4a(w[1], x0.y, s); s = dp4a(w[2], x0.z, s); s = dp4a(w[3], x0.w, s);
+  s = dp4a(w[4], x1.x, s); s = dp4a(w[5], x1.y, s); s = dp4a(w[6], x1.z, s); s = dp4a(w[7], x1.w, s);
+  return s;
+}
+// The 16-byte nibble field qs (2-aligned) as words: lo nibbles -> w[0..3], hi -> w[4..7].
+__device__ __forceinline__ void nibble_words(const uint8_t* qs, int (&w)[8]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t v = static_cast<uint32_t>(load_i32_2aligned(qs + 4 * i));
+    w[i] = static_cast<int>(v & 0x0f0f0f0fu);
+    w[i + 4] = static_cast<int>((v >> 4) & 0x0f0f0f0fu);
+  }
+}
+__device__ __forceinline__ void add_high_bits(const uint8_t* qh, int (&w)[8]) {
+  const uint32_t h = static_cast<uint32_t>(load_i32_2aligned(qh));
+#pragma unroll
+  for (int i = 0; i < 8; ++i) w[i] |= static_cast<int>(spread_bit4(h >> (4 * i)));
+}
+
+template <class Derived, int Bytes, bool Offset>
+struct Block32Fmt {
+  static constexpr int block_elems = 32, block_bytes = Bytes, item_elems = 32, act = Offset ? 2 : 1;
+  template <int M>
+  static __device__ __forceinline__ void item_dot(const uint8_t* row, int64_t item, const Act* a, int64_t k, int m,
+                                                  float (&acc)[M]) {
+    const uint8_t* b = row + item * Bytes;
+    int w[8];
+    Derived::words(b, w);
+    const float d = h2f(b);
+#pragma unroll
+    for (int j = 0; j < M; ++j) {
+      if (j >= m) continue;
+      const int isum = dot32(w, a->qs + j * k + item * 32);
+      const float dx = a->d[j * (k / 32) + item];
+      float v = fmaf(d * dx, static_cast<float>(isum), 0.f);
+      if constexpr (Offset) v = fmaf(h2f(b + 2), a->s[j * (k / 32) + item], v);
+      acc[j] += v;
+    }
+  }
+};
+template <> struct Fmt<block_q8_0> : Block32Fmt<Fmt<block_q8_0>, 34, false> {
+  static __device__ __forceinline__ void words(const uint8_t* b, int (&w)[8]) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) w[i] = load_i32_2aligned(b + 2 + 4 * i);
+  }
+  static __device__ __forceinline__ float elem(const uint8_t* row, int64_t e) {
+    const uint8_t* b = row + (e / 32) * 34;
+    return h2f(b) * static_cast<float>(static_cast<int8_t>(b[2 + e % 32]));
+  }
+};
+template <> struct Fmt<block_q4_0> : Block32Fmt<Fmt<block_q4_0>, 18, false> {
+  static __device__ __forceinline__ void words(const uint8_t* b, int (&w)[8]) {
+    nibble_words(b + 2, w);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) w[i] = sub_bytes(static_cast<uint32_t>(w[i]), 0x08080808u);
+  }
+  static __device__ __forceinline__ float elem(const uint8_t* row, int64_t e) {
+    const uint8_t* b = row + (e / 32) * 18;
+    return h2f(b) * static_cast<float>(nibble(b + 2, static_cast<int>(e % 32)) - 8);
+  }
+};
+template <> struct Fmt<block_q4_1> : Block32Fmt<Fmt<block_q4_1>, 20, true> {
+  static __device__ __forceinline__ void words(const uint8_t* b, int (&w)[8]) { nibble_words(b + 4, w); }
+  static __device__ __forceinline__ float elem(const uint8_t* row, int64_t e) {
+    const uint8_t* b = row + (e / 32) * 20;
+    return h2f(b) * static_cast<float>(nibble(b + 4, static_cast<int>(e % 32))) + h2f(b + 2);
+  }
+};
+template <> struct Fmt<block_q5_0> : Block32Fmt<Fmt<block_q5_0>, 22, false> {
+  static __device__ __forceinline__ void words(const uint8_t* b, int (&w)[8]) {
+    nibble_words(b + 6, w);
+    add_high_bits(b + 2, w);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) w[i] = sub_bytes(static_cast<uint32_t>(w[i]), 0x10101010u);
+  }
+  static __device__ __forceinline__ float elem(const uint8_t* row, int64_t e) {
+    const uint8_t* b = row + (e / 32) * 22;
+    const int j = static_cast<int>(e % 32);
+    const int q = nibble(b + 6, j) | static_cast<int>(((static_cast<uint32_t>(load_i32_2aligned(b + 2)) >> j) & 1u) << 4);
+    return h2f(b) * static_cast<float>(q - 16);
+  }
+};
+template <> struct Fmt<block_q5_1> : Block32Fmt<Fmt<block_q5_1>, 24, true> {
+  static __device__ __forceinline__ void words(const uint8_t* b, int (&w)[8]) {
+    nibble_words(b + 8, w);
+    add_high_bits(b + 4, w);
+  }
+  static __device__ __forceinline__ float elem(const uint8_t* row, int64_t e) {
+    const uint8_t* b = row + (e / 32) * 24;
+    const int j = static_cast<int>(e % 32);
+    const int q = nibble(b + 8, j) | static_cast<int>(((static_cast<uint32_t>(load_i32_2aligned(b + 4)) >> j) & 1u) << 4);
+    return h2f(b) * static_cast<float>(q) + h2f(b + 2);
+  }
+};
+
+// ---- k-quants: 256-element super-blocks with q8_K activations (one float scale per 256) ----
+
+// 6-bit scale and min of sub-block j (0..7) from q4_K's 12 packed bytes.
+__device__ __forceinline__ void q4_K_scale_min(const uint8_t* s, int j, int& sc, int& mn) {
+  if (j < 4) {
+    sc = s[j] & 63;
+    mn = s[j + 4] & 63;
+  } else {
+    sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+    mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
+
+// q4_K: items of 64 elements (pair p of sub-blocks 2p and 2p+1 share 32 qs bytes).
+template <> struct Fmt<block_q4_K> {
+  static constexpr int block_elems = 256, block_bytes = 144, item_elems = 64, act = 3;
+  template <int M>
+  static __device__ __forceinline__ void item_dot(const uint8_t* row, int64_t item, const Act* a, int64_t k, int m,
+                                                  float (&acc)[M]) {
+    const uint8_t* b = row + (item / 4) * 144;
+    const int p = static_cast<int>(item % 4);
+    int lo[8], hi[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const uint32_t v = static_cast<uint32_t>(load_i32_2aligned(b + 16 + 32 * p + 4 * i));
+      lo[i] = static_cast<int>(v & 0x0f0f0f0fu);
+      hi[i] = static_cast<int>((v >> 4) & 0x0f0f0f0fu);
+    }
+    int sc0, mn0, sc1, mn1;
+    q4_K_scale_min(b + 4, 2 * p, sc0, mn0);
+    q4_K_scale_min(b + 4, 2 * p + 1, sc1, mn1);
+    const float d = h2f(b), dmin = h2f(b + 2);
+#pragma unroll
+    for (int j = 0; j < M; ++j) {
+      if (j >= m) continue;
+      const int8_t* x = a->qs + j * k + item * 64;
+      int s0 = 0, s1 = 0;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        s0 = dp4a(lo[i], load_x4(x + 4 * i), s0);
+        s1 = dp4a(hi[i], load_x4(x + 32 + 4 * i), s1);
+      }
+      const int16_t* bs = a->bsum + j * (k / 16) + item * 4;
+      const int smin = mn0 * (bs[0] + bs[1]) + mn1 * (bs[2] + bs[3]);
+      const float dx = a->d[j * (k / 256) + item / 4];
+      acc[j] += fmaf(-dmin * dx, static_cast<float>(smin), d * dx * static_cast<float>(sc0 * s0 + sc1 * s1));
+    }
+  }
+  static __device__ __forceinline__ float elem(const uint8_t* row, int64_t e) {
+    const uint8_t* b = row + (e / 256) * 144;
+    const int i = static_cast<int>(e % 256), c = i / 64, h = (i / 32) % 2, l = i % 32;
+    int sc, mn;
+    q4_K_scale_min(b + 4, 2 * c + h, sc, mn);
+    const int q = h ? (b[16 + 32 * c + l] >> 4) : (b[16 + 32 * c + l] & 15);
+    return h2f(b) * static_cast<float>(sc) * static_cast<float>(q) - h2f(b + 2) * static_cast<float>(mn);
+  }
+};
+
+// q6_K: items of 32 elements e = 128h + 32g + l (l = 0..31): ql byte 64h + 32(g&1) + l
+// (low nibble for g < 2, high otherwise), qh byte 32h + l (bits 2g, 2g+1), scales e/16.
+template <> struct Fmt<block_q6_K> {
+  static constexpr int block_elems = 256, block_bytes = 210, item_elems = 32, act = 3;
+  template <int M>
+  static __device__ __forceinline__ void item_dot(const uint8_t* row, int64_t item, const Act* a, int64_t k, int m,
+                                                  float (&acc)[M]) {
+    const uint8_t* b = row + (item / 8) * 210;
+    const int t = static_cast<int>(item % 8), h = t / 4, g = t % 4;
+    int w[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const uint32_t ql = static_cast<uint32_t>(load_i32_2aligned(b + 64 * h + 32 * (g & 1) + 4 * i));
+      const uint32_t qh = static_cast<uint32_t>(load_i32_2aligned(b + 128 + 32 * h + 4 * i));
+      const uint32_t q = ((g < 2 ? ql : ql >> 4) & 0x0f0f0f0fu) | (((qh >> (2 * g)) & 0x03030303u) << 4);
+      w[i] = sub_bytes(q, 0x20202020u);
+    }
+    const int sa = static_cast<int8_t>(b[192 + 8 * h + 2 * g]), sb = static_cast<int8_t>(b[192 + 8 * h + 2 * g + 1]);
+    const float d = h2f(b + 208);
+#pragma unroll
+    for (int j = 0; j < M; ++j) {
+      if (j >= m) continue;
+      const int8_t* x = a->qs + j * k + item * 32;
+      int s0 = 0, s1 = 0;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        s0 = dp4a(w[i], load_x4(x + 4 * i), s0);
+        s1 = dp4a(w[i + 4], load_x4(x + 16 + 4 * i), s1);
+      }
+      const float dx = a->d[j * (k / 256) + item / 8];
+      acc[j] = fmaf(d * dx, static_cast<float>(sa * s0 + sb * s1), acc[j]);
+    }
+  }
+  static __device__ __forceinline__ float elem(const uint8_t* row, int64_t e) {
+    const uint8_t* b = row + (e / 256) * 210;
+    const int i = static_cast<int>(e % 256), h = i / 128, g = (i % 128) / 32, l = i % 32;
+    const uint8_t lo = b[64 * h + 32 * (g & 1) + l];
+    const int q = (g < 2 ? (lo & 15) : (lo >> 4)) | (((b[128 + 32 * h + l] >> (2 * g)) & 3) << 4);
+    return h2f(b + 208) * static_cast<float>(static_cast<int8_t>(b[192 + i / 16])) * static_cast<float>(q - 32);
+  }
+};
+
+}  // namespace tessera::cuda::dev

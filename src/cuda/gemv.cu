@@ -1,0 +1,229 @@
+// Decode GEMV y = W x over GGUF weights, and the activation quantizer it uses.
+// Each block of 8 warps owns 8 weight rows; it streams them through shared
+// memory in slices of at most 4 KB per row with 16-byte asynchronous copies
+// (so every format, whatever its block size, reads memory in full coalesced
+// lines), then each warp reduces one row with integer dot products (dp4a)
+// against the 8-bit activations, or float ones for f32/f16/bf16 weights.
+#include <numeric>
+
+#include "async_copy.cuh"
+#include "formats.cuh"
+#include "tessera/backend/cuda/ops.hpp"
+
+namespace tessera::cuda {
+namespace dev {
+
+// Int8 activations exactly as tessera::quantize_row makes them: d = amax / 127,
+// q = round-to-even(clamp(x * 127 / amax)); q8_0 and q8_1 keep f16(d) (and
+// q8_1 f16(d * sum q)), q8_K the float d and per-16 sums.
+__device__ __forceinline__ int quant8(float x, float inv) {
+  return __float2int_rn(fminf(fmaxf(x * inv, -127.f), 127.f));
+}
+__device__ __forceinline__ void int8_scale(float amax, float& d, float& inv) {
+  inv = 127.f / amax;
+  d = amax / 127.f;
+  if (!(amax > 0.f) || !isfinite(inv)) d = inv = 0.f;
+}
+
+// One warp per 32 values (kind 1: q8_0, 2: q8_1).
+template <int Kind>
+__global__ void quantize32_kernel(const float* __restrict__ x, int64_t n_blocks, int8_t* qs, float* ds, float* ss) {
+  const int64_t blk = blockIdx.x * int64_t{8} + threadIdx.x / 32;
+  if (blk >= n_blocks) return;
+  const int lane = threadIdx.x % 32;
+  const float v = x[blk * 32 + lane];
+  float d, inv;
+  int8_scale(warp_max(fabsf(v)), d, inv);
+  const int q = quant8(v, inv);
+  qs[blk * 32 + lane] = static_cast<int8_t>(q);
+  const int sum = warp_sum(q);
+  if (lane == 0) {
+    ds[blk] = f16_bits_to_float(float_to_f16_bits(d));
+    if (Kind == 2) ss[blk] = f16_bits_to_float(float_to_f16_bits(d * static_cast<float>(sum)));
+  }
+}
+
+// One warp per 256 values (q8_K): lane l holds values 8l .. 8l+7; lanes 2j, 2j+1 make sum j.
+__global__ void quantize256_kernel(const float* __restrict__ x, int64_t n_blocks, int8_t* qs, float* ds,
+                                   int16_t* bsum) {
+  const int64_t blk = blockIdx.x * int64_t{8} + threadIdx.x / 32;
+  if (blk >= n_blocks) return;
+  const int lane = threadIdx.x % 32;
+  const float4* p = reinterpret_cast<const float4*>(x + blk * 256 + lane * 8);
+  const float4 a = p[0], b = p[1];
+  const float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+  float amax = 0.f;
+  for (float e : v) amax = fmaxf(amax, fabsf(e));
+  float d, inv;
+  int8_scale(warp_max(amax), d, inv);
+  int sum = 0;
+  uint32_t packed[2] = {0, 0};
+  for (int i = 0; i < 8; ++i) {
+    const int q = quant8(v[i], inv);
+    sum += q;
+    packed[i / 4] |= (static_cast<uint32_t>(q) & 0xffu) << (8 * (i % 4));
+  }
+  *reinterpret_cast<uint2*>(qs + blk * 256 + lane * 8) = make_uint2(packed[0], packed[1]);
+  sum += shfl_xor(sum, 1);
+  if (lane % 2 == 0) bsum[blk * 16 + lane / 2] = static_cast<int16_t>(sum);
+  if (lane == 0) ds[blk] = d;
+}
+
+constexpr int kRowsPerBlock = 8;  // one warp per row
+
+template <class W, int M>
+__global__ void __launch_bounds__(256) gemv_kernel(const uint8_t* __restrict__ w, int64_t n_rows, int64_t row_bytes,
+                                                   int64_t unit_bytes, int64_t units_per_slice, int width, Act a,
+                                                   int64_t k, int m, float* __restrict__ y) {
+  using F = Fmt<W>;
+  constexpr int64_t unit_elems = F::block_elems > F::item_elems ? F::block_elems : F::item_elems;
+  constexpr int64_t items_per_unit = unit_elems / F::item_elems;
+  extern __shared__ __align__(16) uint8_t smem[];
+  const int64_t pitch = (units_per_slice * unit_bytes + 15) / 16 * 16;
+  const int64_t row0 = blockIdx.x * int64_t{kRowsPerBlock};
+  const int rows_here = static_cast<int>(n_rows - row0 < kRowsPerBlock ? n_rows - row0 : kRowsPerBlock);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t units = row_bytes / unit_bytes;
+  float acc[M];
+#pragma unroll
+  for (int j = 0; j < M; ++j) acc[j] = 0.f;
+
+  for (int64_t u0 = 0; u0 < units; u0 += units_per_slice) {
+    const int64_t n_units = units - u0 < units_per_slice ? units - u0 : units_per_slice;
+    const int64_t bytes = n_units * unit_bytes, b0 = u0 * unit_bytes;
+    // Stage rows_here segments of `bytes` bytes: every thread copies `width`-byte pieces.
+    const int64_t per_row = bytes / width, total = per_row * rows_here;
+    for (int64_t c = threadIdx.x; c < total; c += blockDim.x) {
+      const int64_t r = c / per_row, off = (c % per_row) * width;
+      const uint8_t* src = w + (row0 + r) * row_bytes + b0 + off;
+      uint8_t* dst = smem + r * pitch + off;
+      copy_async_any(width, dst, src);
+    }
+    copy_async_commit();
+    copy_async_wait<0>();
+    __syncthreads();
+    if (warp < rows_here) {
+      const int64_t e0 = u0 * unit_elems;
+      Act as = a;
+      as.qs = a.qs ? a.qs + e0 : nullptr;
+      as.xf = a.xf ? a.xf + e0 : nullptr;
+      as.d = a.d ? a.d + e0 / (F::act == 3 ? 256 : 32) : nullptr;
+      as.s = a.s ? a.s + e0 / 32 : nullptr;
+      as.bsum = a.bsum ? a.bsum + e0 / 16 : nullptr;
+      const int64_t n_items = n_units * items_per_unit;
+      for (int64_t it = lane; it < n_items; it += 32) F::template item_dot<M>(smem + warp * pitch, it, &as, k, m, acc);
+    }
+    __syncthreads();
+  }
+  if (warp < rows_here) {
+#pragma unroll
+    for (int j = 0; j < M; ++j) {
+      if (j >= m) continue;
+      const float v = warp_sum(acc[j]);
+      if (lane == 0) y[j * n_rows + row0 + warp] = v;
+    }
+  }
+}
+
+}  // namespace dev
+
+namespace {
+
+template <class W>
+constexpr int act_kind() { return dev::Fmt<W>::act; }
+
+// Quantizes x [m, k] into the workspace; returns where each piece went.
+dev::Act quantize_act(const Stream& s, int kind, const float* x, int64_t mk, DeviceView<std::byte, 1> ws) {
+  detail::Carver c(ws, "cuda::gemv");
+  dev::Act a{};
+  auto* qs = c.take<int8_t>(mk);
+  auto* d = c.take<float>(mk / 32);
+  a.qs = qs;
+  a.d = d;
+  const gpuStream_t st = detail::native(s);
+  if (kind == 3) {
+    auto* bs = c.take<int16_t>(mk / 16);
+    a.bsum = bs;
+    const int64_t nb = mk / 256;
+    dev::quantize256_kernel<<<static_cast<unsigned>(detail::ceil_div(nb, 8)), 256, 0, st>>>(x, nb, qs, d, bs);
+  } else {
+    float* sums = kind == 2 ? c.take<float>(mk / 32) : nullptr;
+    a.s = sums;
+    const int64_t nb = mk / 32;
+    if (kind == 2)
+      dev::quantize32_kernel<2><<<static_cast<unsigned>(detail::ceil_div(nb, 8)), 256, 0, st>>>(x, nb, qs, d, sums);
+    else
+      dev::quantize32_kernel<1><<<static_cast<unsigned>(detail::ceil_div(nb, 8)), 256, 0, st>>>(x, nb, qs, d, sums);
+  }
+  detail::check_launch("quantize activations");
+  return a;
+}
+
+}  // namespace
+
+template <DeviceWeight W>
+size_t gemv_workspace_bytes(int64_t k) {
+  constexpr int kind = act_kind<W>();
+  if constexpr (kind == 0) {
+    return 0;
+  } else {
+    using C = detail::Carver;
+    return C::bytes_for<int8_t>(k) + C::bytes_for<float>(k / 32) * (kind == 2 ? 2 : 1) +
+           (kind == 3 ? C::bytes_for<int16_t>(k / 16) : 0);
+  }
+}
+
+template <DeviceWeight W>
+void gemv(const Stream& s, DeviceView<const W, 2> w, DeviceView<const float, 2> x, DeviceView<float, 2> y,
+          DeviceView<std::byte, 1> workspace) {
+  using F = dev::Fmt<W>;
+  const int64_t n = w.dim(0), k = w.dim(1) * F::block_elems, m = x.dim(0);
+  TESSERA_CHECK(x.dim(1) == k && y.dim(0) == m && y.dim(1) == n, "cuda::gemv (", quant_traits<W>::name, "): weight ",
+                w.shape_str(), " with x ", x.shape_str(), " into y ", y.shape_str());
+  check(m >= 1 && m <= 8, "cuda::gemv: ", m, " vectors (1 to 8 supported; use gemm for more)");
+  check(k % F::item_elems == 0, "cuda::gemv (", quant_traits<W>::name, "): K = ", k, " is not a multiple of ",
+        F::item_elems);
+  if (n == 0) return;
+  dev::Act a{};
+  a.xf = x.data();
+  if constexpr (F::act != 0) a = quantize_act(s, F::act, x.data(), m * k, workspace);
+
+  // Slices of whole "units" (the larger of a block and an item), at most 4 KB
+  // a row, copied in the widest pieces that the row length allows.
+  const int64_t unit_elems = std::max<int64_t>(F::block_elems, F::item_elems);
+  const int64_t unit_bytes = unit_elems / F::block_elems * F::block_bytes;
+  const int64_t row_bytes = w.dim(1) * static_cast<int64_t>(sizeof(W));
+  const int width = dev::copy_width(static_cast<uint64_t>(row_bytes));
+  const int64_t align_units = width / std::gcd<int64_t>(unit_bytes, width);
+  int64_t per_slice = std::max<int64_t>(1, 4096 / unit_bytes) / align_units * align_units;
+  per_slice = std::max(per_slice, align_units);
+  const int64_t pitch = (per_slice * unit_bytes + 15) / 16 * 16;
+  const auto smem = static_cast<size_t>(pitch * dev::kRowsPerBlock);
+  const auto grid = static_cast<unsigned>(detail::ceil_div(n, dev::kRowsPerBlock));
+  const auto* wp = reinterpret_cast<const uint8_t*>(w.data());
+  if (m == 1)
+    dev::gemv_kernel<W, 1><<<grid, 256, smem, detail::native(s)>>>(wp, n, row_bytes, unit_bytes, per_slice, width, a,
+                                                                    k, 1, y.data());
+  else
+    dev::gemv_kernel<W, 8><<<grid, 256, smem, detail::native(s)>>>(wp, n, row_bytes, unit_bytes, per_slice, width, a,
+                                                                    k, static_cast<int>(m), y.data());
+  detail::check_launch("cuda::gemv");
+}
+
+#define TESSERA_GEMV(W)                                                                                      \
+  template size_t gemv_workspace_bytes<W>(int64_t);                                                          \
+  template void gemv<W>(const Stream&, DeviceView<const W, 2>, DeviceView<const float, 2>, DeviceView<float, 2>, \
+                        DeviceView<std::byte, 1>);
+TESSERA_GEMV(float)
+TESSERA_GEMV(f16)
+TESSERA_GEMV(bf16)
+TESSERA_GEMV(block_q8_0)
+TESSERA_GEMV(block_q4_0)
+TESSERA_GEMV(block_q4_1)
+TESSERA_GEMV(block_q5_0)
+TESSERA_GEMV(block_q5_1)
+TESSERA_GEMV(block_q4_K)
+TESSERA_GEMV(block_q6_K)
+#undef TESSERA_GEMV
+
+}  // namespace tessera::cuda
