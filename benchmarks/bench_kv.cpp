@@ -91,7 +91,7 @@ bool print_bytes_per_token() {
   for (const char* type : {"f32", "f16", "q8_0"})
     for (const char* spec : {"static", "growing", "sliding:4096", "paged:16"}) {
       const size_t before = g_aligned_live;
-      auto c = kv::make_kv_cache(kv::parse_kv_spec(spec, kv::parse_kv_type(type)), kSmol, kMax, kBatch);
+      auto c = kv::make_kv_cache(kv::parse_kv_spec(spec), kSmol.with_type(kv::parse_kv_type(type)), kMax, kBatch);
       fill(*c, kN, kBatch);
       const size_t heap = g_aligned_live - before;
       const auto [held, covered] = positions_held(*c, kWindow + kBatch);
@@ -115,8 +115,8 @@ bool print_bytes_per_token() {
 void BM_kv_append(benchmark::State& state) {
   static const char* specs[] = {"static", "growing", "sliding:4096", "paged:16"};
   static const char* types[] = {"f32", "f16", "q8_0"};
-  auto c = kv::make_kv_cache(kv::parse_kv_spec(specs[state.range(0)], kv::parse_kv_type(types[state.range(1)])),
-                             kSmol, 8192, 512);
+  auto c = kv::make_kv_cache(kv::parse_kv_spec(specs[state.range(0)]),
+                             kSmol.with_type(kv::parse_kv_type(types[state.range(1)])), 8192, 512);
   fill(*c, 4000, 512);  // touch every page the loop will write (first-touch faults are not the append's cost)
   c->truncate(1000);
   Tensor<float, 2> row({1, kSmol.kv_dim()});

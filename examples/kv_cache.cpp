@@ -32,7 +32,7 @@ int main() {
   std::printf("%-48s %10s %10s %9s\n", "cache", "used KiB", "reserved", "max diff");
   for (const char* type : {"f32", "f16", "q8_0"})
     for (const char* spec : {"static", "growing", "sliding:256", "paged:16"}) {
-      auto cache = kv::make_kv_cache(kv::parse_kv_spec(spec, kv::parse_kv_type(type)), layout, 1024, 64);
+      auto cache = kv::make_kv_cache(kv::parse_kv_spec(spec), layout.with_type(kv::parse_kv_type(type)), 1024, 64);
       for (int64_t p0 = 0; p0 < n; p0 += 64) {  // appended 64 positions at a time, as a prefill would
         const int64_t m = std::min<int64_t>(64, n - p0);
         cache->begin_append(m);

@@ -1,5 +1,6 @@
 // The umbrella header: every public layer of tessera. Include single headers
-// (tessera/nn/rms_norm.hpp, ...) instead where compile time matters.
+// (tessera/nn/blocks.hpp, tessera/nn/attention.hpp, ...) instead where compile
+// time matters: this one pulls in every kernel, the GGUF reader and tokenizers.
 #pragma once
 
 #include "tessera/core/convert.hpp"
@@ -19,6 +20,13 @@
 #include "tessera/backend/simd/rope.hpp"
 
 #include "tessera/backend/eval.hpp"
+#include "tessera/expr/elementwise.hpp"
+#include "tessera/expr/reduce.hpp"
+#include "tessera/kv/kv.hpp"
+#include "tessera/models/weights.hpp"
+#include "tessera/nn/attention.hpp"
+#include "tessera/nn/positional.hpp"
+#include "tessera/nn/weight.hpp"
 #include "tessera/io/chat_template.hpp"
 #include "tessera/io/gguf.hpp"
 #include "tessera/io/tokenizer_gguf.hpp"

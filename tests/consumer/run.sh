@@ -15,12 +15,16 @@ cmake -S "$src" -B "$work/tessera" -DCMAKE_BUILD_TYPE=Release -DTESSERA_BUILD_TE
   -DTESSERA_BUILD_EXAMPLES=OFF -DTESSERA_BUILD_BENCHMARKS=OFF > "$work/log" 2>&1
 cmake --install "$work/tessera" --prefix "$work/prefix" >> "$work/log" 2>&1
 
-cmake -S "$src/tests/consumer" -B "$work/installed" -DCMAKE_PREFIX_PATH="$work/prefix" >> "$work/log" 2>&1
+cmake -S "$src/tests/consumer" -B "$work/installed" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$work/prefix" \
+  >> "$work/log" 2>&1
 cmake --build "$work/installed" -j2 >> "$work/log" 2>&1
 "$work/installed/consumer"
+"$work/installed/block_test"
 echo "consumer: find_package(tessera) ok"
 
-cmake -S "$src/tests/consumer" -B "$work/subdir" -DTESSERA_SOURCE_DIR="$src" >> "$work/log" 2>&1
+cmake -S "$src/tests/consumer" -B "$work/subdir" -DCMAKE_BUILD_TYPE=Release -DTESSERA_SOURCE_DIR="$src" \
+  >> "$work/log" 2>&1
 cmake --build "$work/subdir" -j2 >> "$work/log" 2>&1
 "$work/subdir/consumer"
+"$work/subdir/block_test"
 echo "consumer: add_subdirectory(tessera) ok"

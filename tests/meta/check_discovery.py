@@ -23,6 +23,8 @@ def main() -> int:
     entries = Counter()
     errors = []
     for test in json.loads(shown)["tests"]:
+        if test["name"].startswith("meta/"):
+            continue  # the guards themselves (one runs a program on purpose with a filter that matches nothing)
         command = test.get("command") or []
         if command:
             entries[command[0]] += 1

@@ -273,7 +273,9 @@ TEST_CASE("attention: a query that sees no key gets zeros", "[attention]") {
   auto k = test::random_tensor<float, 3>({10, 1, d});
   auto v = test::random_tensor<float, 3>({10, 1, d});
   StoredKv s(k, v, KvType::f32, 100);  // keys at positions 100.., queries at 0..2: causal hides all
-  const Outputs o = run_all(q, s.source(), params(d, AttentionMask::causal(), 0));
+  auto p = params(d, AttentionMask::causal(), 0);
+  p.allow_unseen_keys = true;
+  const Outputs o = run_all(q, s.source(), p);
   for (const auto* t : {&o.ref, &o.naive, &o.flash})
     for (float x : t->span()) REQUIRE(x == 0.f);
 }
@@ -287,6 +289,7 @@ TEST_CASE("attention property: masked-out keys and values do not change the outp
     for (AttentionAlgo algo : {AttentionAlgo::naive, AttentionAlgo::flash}) {
       auto p = params(d, m, q_pos0);
       p.algo = algo;
+      p.allow_unseen_keys = true;  // keys past the queries are part of what this checks
       Tensor<float, 3> a({n_q, H, d}), b({n_q, H, d});
       nn::AttentionWorkspace ws;
       nn::attention(q.view(), k.view(), v.view(), p, a.view(), ws);
@@ -385,7 +388,7 @@ TEST_CASE("attention rejects bad shapes and short scratch with Error", "[attenti
   auto v = test::random_tensor<float, 3>({4, 2, 32});
   Tensor<float, 3> out({2, 3, 32});
   nn::AttentionWorkspace ws;
-  const auto p = params(32, AttentionMask::causal(), 0);
+  const auto p = params(32, AttentionMask::causal(), 2);  // 2 queries at positions 2, 3 over keys 0..3
   REQUIRE_THROWS_WITH(nn::attention(q.view(), k.view(), v.view(), p, out.view(), ws),
                       Catch::Contains("not a multiple of 2 KV heads"));
   auto k1 = test::random_tensor<float, 3>({4, 1, 16});

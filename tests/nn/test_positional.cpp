@@ -81,7 +81,7 @@ TEST_CASE("rope scalings: frequencies follow linear, NTK-aware and YaRN formulas
 
 TEST_CASE("rope scalings: simd equals scalar, and q.k depends only on the relative position", "[positional][rope]") {
   const int d = 64;
-  for (const RopeParams& p : {RopeParams{d, 10000.f}, rope_linear(d, 10000.f, 4.f), rope_ntk(d, 10000.f, 4.f),
+  for (const RopeParams& p : {RopeParams{d, 10000.f}, rope_linear(d, 10000.f, 4.f, RopeStyle::neox), rope_ntk(d, 10000.f, 4.f, RopeStyle::neox),
                               rope_yarn(d, 10000.f, 4.f, 2048, RopeStyle::interleaved)}) {
     INFO("scaling " << int(p.scaling));
     auto x = test::random_tensor<float, 3>({5, 3, d});

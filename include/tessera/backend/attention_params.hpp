@@ -115,6 +115,10 @@ struct AttentionParams {
   AttentionMask mask{};
   int64_t q_pos0 = 0;      // position of query row t is q_pos0 + t
   AttentionAlgo algo = AttentionAlgo::automatic;
+  // Under a causal or sliding mask, keys past the last query row are seen by no
+  // query: almost always a q_pos0 left at 0 over a filled cache, so an Error.
+  // Set this where it is meant (queries split into chunks over the full K/V).
+  bool allow_unseen_keys = false;
 
   /// The scale a call with this head_dim uses.
   float scale_for(int64_t head_dim) const {
@@ -125,7 +129,7 @@ struct AttentionParams {
 namespace detail {
 /// Shape checks every backend's attention makes. q, out [n_q, n_heads, head_dim].
 template <class Q, class O>
-void check_attention(const Q& q, const KvSource& kv, const O& out) {
+void check_attention(const Q& q, const KvSource& kv, const AttentionParams& p, const O& out) {
   TESSERA_CHECK(out.shape() == q.shape(), "attention: q ", shape_str(q.shape()), " but out ", shape_str(out.shape()));
   check(kv.head_dim == q.dim(2), "attention: query head_dim ", q.dim(2), " but key head_dim ", kv.head_dim);
   check(kv.n_kv_heads > 0 && q.dim(1) % kv.n_kv_heads == 0, "attention: ", q.dim(1),
@@ -133,9 +137,20 @@ void check_attention(const Q& q, const KvSource& kv, const O& out) {
   check(kv.type != KvType::q8_0 || kv.head_dim % QK8_0 == 0, "attention: q8_0 keys need head_dim % 32 == 0, got ",
         kv.head_dim);
   check(q.stride(2) == 1 && out.stride(2) == 1, "attention: head rows of q and out must be packed");
-  for (const auto& s : kv.segments)
+  int64_t last_key = std::numeric_limits<int64_t>::min();
+  for (const auto& s : kv.segments) {
     check(s.n >= 0 && (s.n == 0 || (s.k && s.v && s.row_bytes >= kv.head_bytes() * static_cast<size_t>(kv.n_kv_heads))),
           "attention: malformed KV segment at position ", s.pos0);
+    if (s.n > 0) last_key = std::max(last_key, s.pos0 + s.n - 1);
+  }
+  // See AttentionParams::allow_unseen_keys; keys at or past key_limit are padding.
+  const int64_t last_query = p.q_pos0 + q.dim(0) - 1;
+  check(p.allow_unseen_keys || p.mask.kind == AttentionMask::Kind::none || q.dim(0) == 0 || last_key <= last_query ||
+            last_key >= p.mask.key_limit,
+        "attention: keys reach position ", last_key, " but the last query row is at position ", last_query,
+        " (q_pos0 ", p.q_pos0, " + ", q.dim(0), " rows), so the mask hides them from every query; set "
+        "AttentionParams::q_pos0 to the cache's size before this append, or call nn::attention(q, cache, layer, ...) "
+        "(allow_unseen_keys if this is meant)");
 }
 }  // namespace detail
 

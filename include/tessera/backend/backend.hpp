@@ -5,6 +5,9 @@
 // calls backend::active, which is simd unless TESSERA_BACKEND_SCALAR is defined.
 #pragma once
 
+#include "tessera/core/compiler.hpp"
+TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
+
 namespace tessera::backend {
 
 namespace scalar {
@@ -24,3 +27,5 @@ namespace active = simd;
 using Default = active::Tag;
 
 }  // namespace tessera::backend
+
+TESSERA_SIMD_WARNINGS_ON

@@ -3,6 +3,9 @@
 // tag is a parameter of evaluation, never of the expression.
 #pragma once
 
+#include "tessera/core/compiler.hpp"
+TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
+
 #include <utility>
 
 #include "tessera/backend/backend.hpp"
@@ -61,3 +64,5 @@ template <class Dst, expr::Tensorish X>
 void argmax_last(Dst&& dst, X&& x) { argmax_last(backend::Default{}, std::forward<Dst>(dst), std::forward<X>(x)); }
 
 }  // namespace tessera
+
+TESSERA_SIMD_WARNINGS_ON

@@ -25,8 +25,13 @@ enum class RopeScaling {
 /// theta(pos, i) = pos * freq(i), for pairs i < n_dims/2, with
 /// freq(i) = base^(-2i / n_dims) before scaling.  Rotated pairs are scaled by
 /// mscale() (YaRN; 1 otherwise), so q.k logits scale by mscale^2.
+///
+/// Defaults, the same here and in rope_linear / rope_ntk / rope_yarn: pairs are
+/// interleaved (GGUF's llama order; pass RopeStyle::neox for GPT-NeoX, Qwen,
+/// Phi and HF checkpoints), and n_dims = 0 rotates the whole head (nn::rope
+/// reads head_dim from the view).
 struct RopeParams {
-  int n_dims = 0;          // rotated dims per head (<= head_dim; the rest pass through)
+  int n_dims = 0;          // rotated dims per head (<= head_dim; the rest pass through); 0: all of head_dim
   float base = 10000.f;
   float freq_scale = 1.f;  // linear: 1 / factor
   RopeStyle style = RopeStyle::interleaved;
@@ -34,6 +39,13 @@ struct RopeParams {
   float factor = 1.f;                       // ntk / yarn: context extension factor s
   int n_ctx_orig = 0;                       // yarn: training context length
   float beta_fast = 32.f, beta_slow = 1.f;  // yarn: ramp ends, in rotations over n_ctx_orig
+
+  /// The same parameters with n_dims = 0 resolved to head_dim.
+  RopeParams for_head_dim(int64_t head_dim) const {
+    RopeParams p = *this;
+    if (p.n_dims == 0) p.n_dims = static_cast<int>(head_dim);
+    return p;
+  }
 
   float inv_freq(int i) const { return std::pow(base, -2.f * static_cast<float>(i) / static_cast<float>(n_dims)); }
 
@@ -71,21 +83,21 @@ struct RopeParams {
 };
 
 /// RoPE with linear position interpolation by factor.
-inline RopeParams rope_linear(int n_dims, float base, float factor, RopeStyle style = RopeStyle::neox) {
+inline RopeParams rope_linear(int n_dims, float base, float factor, RopeStyle style = RopeStyle::interleaved) {
   RopeParams p{n_dims, base, 1.f / factor, style};
   p.scaling = RopeScaling::linear;
   p.factor = factor;
   return p;
 }
 /// NTK-aware RoPE: the base grows so the lowest frequency is divided by factor.
-inline RopeParams rope_ntk(int n_dims, float base, float factor, RopeStyle style = RopeStyle::neox) {
+inline RopeParams rope_ntk(int n_dims, float base, float factor, RopeStyle style = RopeStyle::interleaved) {
   RopeParams p{n_dims, base, 1.f, style};
   p.scaling = RopeScaling::ntk;
   p.factor = factor;
   return p;
 }
 /// YaRN for a model trained on n_ctx_orig positions, extended by factor.
-inline RopeParams rope_yarn(int n_dims, float base, float factor, int n_ctx_orig, RopeStyle style = RopeStyle::neox) {
+inline RopeParams rope_yarn(int n_dims, float base, float factor, int n_ctx_orig, RopeStyle style = RopeStyle::interleaved) {
   RopeParams p{n_dims, base, 1.f, style};
   p.scaling = RopeScaling::yarn;
   p.factor = factor;

@@ -3,6 +3,9 @@
 // subnormals are handled. The *_ref functions are the bit-exact reference.
 #pragma once
 
+#include "tessera/core/compiler.hpp"
+TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
+
 #include <bit>
 #include <cstdint>
 #include <type_traits>
@@ -109,3 +112,5 @@ template <class T>
 inline float to_float(T v) { return static_cast<float>(v); }
 
 }  // namespace tessera
+
+TESSERA_SIMD_WARNINGS_ON

@@ -65,8 +65,17 @@ class TensorView {
   int64_t size() const { return std::accumulate(shape_.begin(), shape_.end(), int64_t{1}, std::multiplies<>()); }
   bool empty() const { return size() == 0; }
 
-  /// True when the elements are packed row-major with no gaps.
-  bool is_contiguous() const { return strides_ == contiguous_strides(shape_); }
+  /// True when the elements are packed row-major with no gaps (axes of extent
+  /// 1 may have any stride: one row of a wider matrix is packed).
+  bool is_contiguous() const {
+    if (empty()) return true;
+    int64_t want = 1;
+    for (int d = Rank - 1; d >= 0; --d) {
+      if (shape_[d] != 1 && strides_[d] != want) return false;
+      want *= shape_[d];
+    }
+    return true;
+  }
   /// True when the last axis is packed (stride 1): rows can be streamed.
   bool rows_contiguous() const { return shape_[Rank - 1] <= 1 || strides_[Rank - 1] == 1; }
 
@@ -93,14 +102,20 @@ class TensorView {
     return TensorView<T, Rank - 1>(data_ + i * strides_[0], sh, st);
   }
 
-  /// Row i of a rank-1-up view as a span (requires a packed last axis).
+  /// Row i of a matrix view as a span.  Error (in every build) unless the last
+  /// axis is packed: a span cannot carry a stride.
   std::span<T> row(int64_t i) const requires(Rank == 2) {
-    TESSERA_DEBUG_CHECK(rows_contiguous(), "row() needs a packed last axis");
+    TESSERA_CHECK(rows_contiguous(), "row(", i, ") of a view of shape ", shape_str(shape_), " whose last axis has stride ",
+                  strides_[1], ": a span needs packed elements (use operator() or contiguous())");
+    TESSERA_DEBUG_CHECK(i >= 0 && i < shape_[0], "row ", i, " out of range for shape ", shape_str(shape_));
     return {data_ + i * strides_[0], static_cast<size_t>(shape_[1])};
   }
-  /// The whole (contiguous) rank-1 view as a span.
+  /// All elements as one span.  Error (in every build) unless the view is
+  /// contiguous: a slice of a wider tensor has gaps a span would read through.
   std::span<T> span() const {
-    TESSERA_DEBUG_CHECK(is_contiguous(), "span() needs a contiguous view, shape ", shape_str(shape_));
+    TESSERA_CHECK(is_contiguous(), "span() of a non-contiguous view: shape ", shape_str(shape_), ", strides ",
+                  shape_str(strides_), " (packed would be ", shape_str(contiguous_strides(shape_)),
+                  "); pass the view to a block that takes views, or copy it with contiguous()");
     return {data_, static_cast<size_t>(size())};
   }
 
@@ -119,8 +134,10 @@ class TensorView {
   /// The packed last axis split into [n, last / n] (no copy; other axes keep their
   /// strides): [T, H * D] rows of a wider matrix become [T, H, D] heads.
   TensorView<T, Rank + 1> unflatten_last(int64_t n) const {
-    TESSERA_CHECK(n > 0 && shape_[Rank - 1] % n == 0 && (strides_[Rank - 1] == 1 || shape_[Rank - 1] <= 1),
-          "unflatten_last(", n, ") of shape ", shape_str(shape_), " with last stride ", strides_[Rank - 1]);
+    TESSERA_CHECK(n > 0 && shape_[Rank - 1] % n == 0, "unflatten_last(", n, ") of shape ", shape_str(shape_),
+                  ": the last axis (", shape_[Rank - 1], ") is not divisible into ", n, " equal parts");
+    TESSERA_CHECK(strides_[Rank - 1] == 1 || shape_[Rank - 1] <= 1, "unflatten_last(", n, ") of shape ",
+                  shape_str(shape_), ": the last axis has stride ", strides_[Rank - 1], ", it must be packed (stride 1)");
     Shape<Rank + 1> sh{}, st{};
     for (int a = 0; a < Rank - 1; ++a) { sh[a] = shape_[a]; st[a] = strides_[a]; }
     sh[Rank - 1] = n;
@@ -209,6 +226,18 @@ class Tensor {
   auto operator[](int64_t i) const requires(Rank > 1) { return view()[i]; }
   std::span<T> span() { return {data(), static_cast<size_t>(size())}; }
   std::span<const T> span() const { return {data(), static_cast<size_t>(size())}; }
+
+  // The view operations, so a tensor needs no .view() first (each returns a view).
+  TensorView<T, Rank + 1> unflatten_last(int64_t n) { return view().unflatten_last(n); }
+  TensorView<const T, Rank + 1> unflatten_last(int64_t n) const { return view().unflatten_last(n); }
+  TensorView<T, Rank> narrow(int d, int64_t begin, int64_t end) { return view().narrow(d, begin, end); }
+  TensorView<const T, Rank> narrow(int d, int64_t begin, int64_t end) const { return view().narrow(d, begin, end); }
+  TensorView<T, Rank> slice(int64_t begin, int64_t end) { return view().slice(begin, end); }
+  TensorView<const T, Rank> slice(int64_t begin, int64_t end) const { return view().slice(begin, end); }
+  template <int R2>
+  TensorView<T, R2> reshape(const Shape<R2>& shape) { return view().template reshape<R2>(shape); }
+  template <int R2>
+  TensorView<const T, R2> reshape(const Shape<R2>& shape) const { return view().template reshape<R2>(shape); }
 
  private:
   AlignedBuffer buf_;

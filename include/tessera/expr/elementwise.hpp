@@ -2,9 +2,12 @@
 // relu, sqrt, rsqrt, abs, unary -, and + - * / min max between expressions,
 // views, tensors and numbers. Each call only builds a node; nothing is computed.
 //
-// Operators are found by argument-dependent lookup when one side is already a
-// node; to combine two plain views (`x * x`) or call `exp(view)`, bring the
-// names in with `using namespace tessera::expr;` or wrap with `expr::in(view)`.
+// The operators and the names <cmath> does not have (silu, sigmoid, gelu,
+// gelu_erf, relu, rsqrt, in) are also declared in namespace tessera, so
+// argument-dependent lookup finds them on plain tensors and views: `silu(g) * u`.
+// exp, log, tanh, sqrt, abs, min and max stay in tessera::expr, where they never
+// shadow <cmath> in tessera's own code: call them as expr::exp(view), or
+// unqualified once one argument is already an expression node.
 #pragma once
 
 #include <utility>
@@ -64,3 +67,17 @@ template <class A, class B> requires BinaryOperands<A, B>
 auto max(A&& a, B&& b) { return make_binary<op::Max>(std::forward<A>(a), std::forward<B>(b)); }
 
 }  // namespace tessera::expr
+
+namespace tessera {
+using expr::gelu;
+using expr::gelu_erf;
+using expr::in;
+using expr::relu;
+using expr::rsqrt;
+using expr::sigmoid;
+using expr::silu;
+using expr::operator+;
+using expr::operator-;
+using expr::operator*;
+using expr::operator/;
+}  // namespace tessera

@@ -98,9 +98,10 @@ concept Node = std::is_base_of_v<NodeTag, std::remove_cvref_t<T>>;
 /// A float view of any const-ness.
 template <class T>
 concept FloatView = detail::FloatViewRank<std::remove_cvref_t<T>>::value > 0;
-/// A float tensor passed as an lvalue (a temporary tensor would dangle).
+/// A float tensor.  Only lvalues become leaves: as_expr rejects a temporary,
+/// which would dangle, with a message saying so.
 template <class T>
-concept FloatTensor = std::is_lvalue_reference_v<T> && detail::FloatTensorRank<std::remove_cvref_t<T>>::value > 0;
+concept FloatTensor = detail::FloatTensorRank<std::remove_cvref_t<T>>::value > 0;
 /// Anything with a shape that can be read as an expression.
 template <class T>
 concept Tensorish = Node<T> || FloatView<T> || FloatTensor<T>;
@@ -115,7 +116,13 @@ auto as_expr(T&& x) {
   using U = std::remove_cvref_t<T>;
   if constexpr (Node<T>) return U(x);
   else if constexpr (FloatView<T>) return Leaf<detail::FloatViewRank<U>::value>(x);
-  else if constexpr (FloatTensor<T>) return Leaf<detail::FloatTensorRank<U>::value>(std::as_const(x).view());
+  else if constexpr (FloatTensor<T>) {
+    static_assert(std::is_lvalue_reference_v<T>,
+                  "tessera::expr: a temporary Tensor cannot be an operand (the expression would keep a view of "
+                  "freed memory); store it in a named Tensor first, or pass the view of one that outlives the "
+                  "expression");
+    return Leaf<detail::FloatTensorRank<U>::value>(std::as_const(x).view());
+  }
   else return Constant(static_cast<float>(x));
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <charconv>
+#include <optional>
 #include <string_view>
 
 #include "tessera/kv/contiguous.hpp"
@@ -16,7 +17,8 @@ struct KvSpec {
   enum class Kind : uint8_t { static_, growing, sliding, paged };
   Kind kind = Kind::static_;
   int64_t param = 0;  // sliding: window; paged: block size
-  KvType type = KvType::f32;
+  /// Storage type.  Unset: the layout's type (make_kv_cache) or f32 (LlamaContext).
+  std::optional<KvType> type;
 };
 
 inline KvType parse_kv_type(std::string_view s) {
@@ -27,7 +29,7 @@ inline KvType parse_kv_type(std::string_view s) {
 }
 
 /// Parses "static", "growing", "sliding:W" or "paged:B" (W, B > 0).
-inline KvSpec parse_kv_spec(std::string_view s, KvType type = KvType::f32) {
+inline KvSpec parse_kv_spec(std::string_view s, std::optional<KvType> type = std::nullopt) {
   KvSpec spec;
   spec.type = type;
   const auto colon = s.find(':');
@@ -57,10 +59,15 @@ inline KvSpec parse_kv_spec(std::string_view s, KvType type = KvType::f32) {
 
 /// A cache for one sequence of at most max_positions, appended max_batch at a
 /// time.  A paged spec gets a pool of its own sized for max_positions; share a
-/// pool between sequences by building PagedKvCache directly.
+/// pool between sequences by building PagedKvCache directly.  The storage type
+/// is layout.type; a spec that names another type is an error, not an override.
 inline std::unique_ptr<KvCache> make_kv_cache(const KvSpec& spec, KvLayout layout, int64_t max_positions,
                                               int64_t max_batch) {
-  layout.type = spec.type;
+  check(!spec.type || *spec.type == layout.type, "make_kv_cache: the spec asks for ", kv_type_name(*spec.type),
+        " storage but the layout says ", kv_type_name(layout.type),
+        "; set KvLayout::type (or leave KvSpec::type unset, or make them equal)");
+  check(max_positions > 0 && max_batch > 0, "make_kv_cache: ", max_positions, " positions appended ", max_batch,
+        " at a time");
   switch (spec.kind) {
     case KvSpec::Kind::static_: return std::make_unique<StaticKvCache>(layout, max_positions);
     case KvSpec::Kind::growing: return std::make_unique<GrowingKvCache>(layout, max_positions);

@@ -2,10 +2,20 @@
 //
 //   begin_append(n)    make room for positions [size, size + n) (may allocate:
 //                      growing, paged; copy-on-write of shared paged blocks)
+//   positions()        those positions, for RoPE
 //   write(l, k, v)     store layer l's K/V rows for those positions, converted
 //                      to the storage type (f32, f16, q8_0)
-//   source(l, segs)    what attention reads for layer l: segments of rows
+//   source(l)          what attention reads for layer l: segments of rows
+//                      (nn::attention(q, cache, l, ...) reads it for you)
 //   end_append()       the positions become part of the cache
+//
+// kv::Append does begin/end for a scope and cancels on an exception:
+//
+//   kv::Append app(cache, n);
+//   nn::rope(q, app.positions(), rope);  nn::rope(k, app.positions(), rope);
+//   cache.write(l, k, v);
+//   nn::attention(q, cache, l, params, out, ws);   // query positions from the cache
+//   app.commit();
 //   truncate(n)        forget positions >= n (speculation rollback, new turn)
 //   fork()             an independent cache with the same contents (beams,
 //                      shared prefixes); paged forks share blocks until written
@@ -17,12 +27,13 @@
 
 #include <cstring>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "tessera/backend/attention_params.hpp"
 #include "tessera/core/half.hpp"
-#include "tessera/core/quant.hpp"
+#include "tessera/core/quant/q8.hpp"
 #include "tessera/core/storage.hpp"
 #include "tessera/core/tensor.hpp"
 
@@ -35,6 +46,12 @@ struct KvLayout {
   KvType type = KvType::f32;
 
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
+  /// The same layout stored as t.
+  KvLayout with_type(KvType t) const {
+    KvLayout l = *this;
+    l.type = t;
+    return l;
+  }
   /// Bytes of one position's K (or V) row in one layer.
   size_t row_bytes() const { return kv_bytes(type, kv_dim()); }
   /// 2 · layers · kv_heads · head_dim · bytes per value.
@@ -96,9 +113,15 @@ class KvCache {
     check(n <= max_append(), "KV cache: append of ", n, " positions exceeds the ", max_append(), " it takes at once");
     prepare(n);
     pending_ = n;
+    if (positions_.size() < static_cast<size_t>(n)) positions_.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) positions_[static_cast<size_t>(i)] = static_cast<int32_t>(n_ + i);
   }
+  /// Positions of the open append, [size(), size() + pending()): what RoPE rotates by.
+  std::span<const int32_t> positions() const { return {positions_.data(), static_cast<size_t>(pending_)}; }
   /// Stores layer `layer`'s rows k, v [pending(), kv_dim] (f32) for the open append.
   void write(int layer, TensorView<const float, 2> k, TensorView<const float, 2> v) {
+    check(pending_ > 0, "KV cache: write(layer ", layer, ") outside an append; call begin_append(n) (or open a "
+          "kv::Append) for the n new positions first");
     check(layer >= 0 && layer < layout_.n_layers, "KV cache: layer ", layer, " of ", layout_.n_layers);
     TESSERA_CHECK(k.dim(0) == pending_ && v.dim(0) == pending_ && k.dim(1) == layout_.kv_dim() && v.dim(1) == k.dim(1) &&
               k.stride(1) == 1 && v.stride(1) == 1,
@@ -121,9 +144,16 @@ class KvCache {
   /// What attention reads for `layer`: every kept position < size() + pending().
   /// segs is the caller's buffer (reserve it once: no allocation per call).
   KvSource source(int layer, std::vector<KvSegment>& segs) const {
+    check(layer >= 0 && layer < layout_.n_layers, "KV cache: source of layer ", layer, " of ", layout_.n_layers);
     segs.clear();
     segments(layer, n_ + pending_, segs);
     return {layout_.type, layout_.n_kv_heads, layout_.head_dim, segs};
+  }
+  /// The same, in a buffer of the cache's own (reserved at construction): valid
+  /// until the next source() call on this cache.  Not for concurrent callers.
+  KvSource source(int layer) const {
+    if (own_segs_.capacity() < max_segments()) own_segs_.reserve(max_segments());
+    return source(layer, own_segs_);
   }
   /// Forgets positions >= n (n <= size()).
   void truncate(int64_t n) {
@@ -146,6 +176,35 @@ class KvCache {
 
   KvLayout layout_;
   int64_t n_ = 0, pending_ = 0;
+
+ private:
+  std::vector<int32_t> positions_;
+  mutable std::vector<KvSegment> own_segs_;
+};
+
+/// An append as a scope: begin_append(n) on construction; commit() makes the
+/// positions part of the cache; leaving the scope without commit() (an
+/// exception mid-forward) cancels, so the cache keeps exactly what it had.
+class Append {
+ public:
+  Append(KvCache& cache, int64_t n) : cache_(&cache) { cache.begin_append(n); }
+  Append(const Append&) = delete;
+  Append& operator=(const Append&) = delete;
+  ~Append() {
+    if (cache_) cache_->cancel_append();
+  }
+  /// Position of the first new row (the cache's size before the append).
+  int64_t pos0() const { return cache_->size(); }
+  /// The new positions [pos0, pos0 + n), for RoPE.
+  std::span<const int32_t> positions() const { return cache_->positions(); }
+  void commit() {
+    check(cache_ != nullptr, "kv::Append: commit() twice");
+    cache_->end_append();
+    cache_ = nullptr;
+  }
+
+ private:
+  KvCache* cache_;
 };
 
 }  // namespace tessera::kv

@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "tessera/io/gguf.hpp"
+#include "tessera/io/gguf_reader.hpp"
 #include "tessera/models/llama_config.hpp"
-#include "tessera/nn/embedding.hpp"
-#include "tessera/nn/linear.hpp"
+#include "tessera/models/weights.hpp"
+#include "tessera/nn/weight.hpp"
 
 namespace tessera::models {
 
@@ -62,28 +62,10 @@ class LlamaModel {
   }
 
  private:
-  // A 2-d weight [n_out, n_in]; n_out < 0 accepts any row count.
   nn::Weight weight(const std::string& name, int64_t n_out, int64_t n_in) const {
-    const io::GgufTensorInfo& t = file_.tensor(name);
-    check(t.shape.size() == 2 && t.shape[0] == n_in && (n_out < 0 || t.shape[1] == n_out), "tensor '", name,
-          "' has shape ", shape_list(t.shape), ", expected [", n_in, ", ", n_out, "] (GGUF order)");
-    nn::Weight w{static_cast<GgmlType>(t.type), t.data, t.shape[1], t.shape[0]};
-    nn::visit_type(w.type, [&]<class T>() {
-      check(w.n_in % quant_traits<T>::block_size == 0, "tensor '", name, "': row length ", w.n_in,
-            " is not a multiple of the ", quant_traits<T>::name, " block size");
-    });
-    return w;
+    return gguf_weight(file_, name, n_out, n_in);
   }
-  std::span<const float> norm(const std::string& name) const {
-    const auto v = file_.view1d<float>(name);
-    check(v.dim(0) == config_.n_embd, "tensor '", name, "' has ", v.dim(0), " elements, expected ", config_.n_embd);
-    return {v.data(), static_cast<size_t>(v.dim(0))};
-  }
-  static std::string shape_list(const std::vector<int64_t>& s) {
-    std::string out = "[";
-    for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-    return out + "]";
-  }
+  std::span<const float> norm(const std::string& name) const { return gguf_vector(file_, name, config_.n_embd); }
 
   io::GgufFile file_;
   LlamaConfig config_;

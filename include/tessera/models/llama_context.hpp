@@ -8,7 +8,6 @@
 
 #include <cmath>
 #include <memory>
-#include <numeric>
 #include <vector>
 
 #include "tessera/kv/kv.hpp"
@@ -23,13 +22,13 @@ namespace tessera::models {
 class LlamaContext {
  public:
   /// n_ctx: most positions (0: the training context, at most 4096); n_batch: tokens per forward pass;
-  /// kv: which cache and storage type (default: static f32).
+  /// kv: which cache and storage type (default: static; type unset: f32).
   explicit LlamaContext(std::shared_ptr<const LlamaModel> model, int n_ctx = 0, int n_batch = 512,
                         const kv::KvSpec& kv = {})
       : model_(std::move(model)), c_(model_->config()) {
     n_ctx_ = n_ctx > 0 ? n_ctx : std::min(c_.n_ctx_train, 4096);
     n_batch_ = std::max(1, std::min(n_batch, n_ctx_));
-    const kv::KvLayout layout{c_.n_layers, c_.n_kv_heads, c_.head_dim, kv.type};
+    const kv::KvLayout layout{c_.n_layers, c_.n_kv_heads, c_.head_dim, kv.type.value_or(KvType::f32)};
     init(kv::make_kv_cache(kv, layout, n_ctx_, n_batch_));
   }
 
@@ -76,9 +75,7 @@ class LlamaContext {
     gate_ = Tensor<float, 2>({B, c_.n_ff});
     up_ = Tensor<float, 2>({B, c_.n_ff});
     logits_ = Tensor<float, 2>({1, c_.n_vocab});
-    pos_.resize(static_cast<size_t>(B));
     kv_ = std::move(kv);
-    segs_.reserve(kv_->max_segments());
     ws_ = nn::LinearWorkspace(B, widest);
     const int64_t max_keys = kv_->window() ? kv_->window() + n_batch_ : n_ctx_;
     attn_ws_.reserve_bound(B, c_.n_heads, c_.n_kv_heads, c_.head_dim, max_keys);
@@ -89,28 +86,19 @@ class LlamaContext {
 
   void forward(std::span<const int32_t> tokens) {
     const auto T = static_cast<int64_t>(tokens.size());
-    const int64_t p0 = kv_->size();
-    kv_->begin_append(T);
-    try {
-      forward_layers(tokens, p0);
-    } catch (...) {
-      kv_->cancel_append();  // the cache keeps exactly the positions it had
-      throw;
-    }
-    kv_->end_append();
+    kv::Append append(*kv_, T);  // on an exception the cache keeps exactly the positions it had
+    forward_layers(tokens, append.positions());
+    append.commit();
   }
 
-  void forward_layers(std::span<const int32_t> tokens, int64_t p0) {
+  void forward_layers(std::span<const int32_t> tokens, std::span<const int32_t> pos) {
     const auto T = static_cast<int64_t>(tokens.size());
-    std::iota(pos_.begin(), pos_.begin() + T, static_cast<int32_t>(p0));
-    const std::span<const int32_t> pos(pos_.data(), static_cast<size_t>(T));
     auto x = rows(x_, T), xn = rows(xn_, T), tmp = rows(tmp_, T), q = rows(q_, T), k = rows(k_, T), v = rows(v_, T),
          attn = rows(attn_, T), gate = rows(gate_, T), up = rows(up_, T);
     nn::embedding(model_->token_embd(), tokens, x);
     AttentionParams ap;
     ap.scale = 1.f / std::sqrt(static_cast<float>(c_.head_dim));
-    ap.mask = kv_->window() ? AttentionMask::sliding(kv_->window()) : AttentionMask::causal();
-    ap.q_pos0 = p0;
+    ap.mask = AttentionMask::causal();  // query positions, and a ring's window, come from the cache
     for (size_t l = 0; l < model_->layers().size(); ++l) {
       const LlamaLayer& w = model_->layers()[l];
       // attention: the new K/V rows go into the cache, then attention reads the cache
@@ -121,17 +109,16 @@ class LlamaContext {
       nn::rope(heads(q, c_.n_heads), pos, c_.rope);
       nn::rope(heads(k, c_.n_kv_heads), pos, c_.rope);
       kv_->write(static_cast<int>(l), k, v);
-      nn::attention(heads(q, c_.n_heads), kv_->source(static_cast<int>(l), segs_), ap, heads(attn, c_.n_heads),
-                    attn_ws_);
+      nn::attention(heads(q, c_.n_heads), *kv_, static_cast<int>(l), ap, heads(attn, c_.n_heads), attn_ws_);
       nn::linear(w.wo, attn, tmp, ws_);
-      nn::add(x.span(), tmp.span(), x.span());
+      nn::add(x, tmp, x);
       // feed-forward
       nn::rms_norm(x, w.ffn_norm, c_.rms_eps, xn);
       nn::linear(w.w_gate, xn, gate, ws_);
       nn::linear(w.w_up, xn, up, ws_);
-      nn::swiglu(gate.span(), up.span(), gate.span());
+      nn::swiglu(gate, up, gate);
       nn::linear(w.w_down, gate, tmp, ws_);
-      nn::add(x.span(), tmp.span(), x.span());
+      nn::add(x, tmp, x);
     }
     // logits of the last token only: that is all generation needs
     auto last = x.narrow(0, T - 1, T), last_n = xn.narrow(0, 0, 1);
@@ -144,8 +131,6 @@ class LlamaContext {
   int n_ctx_ = 0, n_batch_ = 0;
   Tensor<float, 2> x_, xn_, tmp_, q_, k_, v_, attn_, gate_, up_, logits_;
   std::unique_ptr<kv::KvCache> kv_;
-  std::vector<KvSegment> segs_;
-  std::vector<int32_t> pos_;
   nn::LinearWorkspace ws_;
   nn::AttentionWorkspace attn_ws_;
 };

@@ -6,7 +6,9 @@
 //   algorithm  naive (materialises scores) or flash (tiled, online softmax),
 //              chosen by length unless the caller picks one.
 //   keys from  a contiguous [n_k, n_kv_heads, head_dim] view, or the segments
-//              of any kv/ cache (static, ring, paged blocks; f32/f16/q8_0).
+//              of any kv/ cache (static, ring, paged blocks; f32/f16/q8_0);
+//              attention(q, cache, layer, ...) takes the query positions
+//              from the cache's open append.
 //
 // Also the combined QKV projection's views: one GEMM against [Wq; Wk; Wv]
 // gives [n, (H + 2 Hkv) d] rows whose Q, K and V parts are strided views.
@@ -17,6 +19,7 @@
 #include "tessera/backend/backend.hpp"
 #include "tessera/backend/scalar/attention.hpp"
 #include "tessera/backend/simd/attention.hpp"
+#include "tessera/kv/kv_cache.hpp"
 
 namespace tessera::nn {
 
@@ -61,6 +64,34 @@ inline void attention(TensorView<const float, 3> q, const KvSource& kv, const At
   ws.reserve(q.dim(0), q.dim(1), kv.n_kv_heads, q.dim(2), kv.n_keys(), p.algo);
   backend::simd::attention(q, kv, p, out, ws.span());
 #endif
+}
+
+/// Self-attention of the rows being appended to a cache: q [cache.pending(),
+/// n_heads, head_dim] are the queries at positions [cache.size(), + pending())
+/// (write() their K/V rows first), reading layer `layer`.  The query positions
+/// come from the cache: p.q_pos0 must be 0 (unset) or equal cache.size().  A
+/// sliding ring's window applies on top of p.mask: causal becomes sliding(W).
+inline void attention(TensorView<const float, 3> q, const kv::KvCache& cache, int layer, AttentionParams p,
+                      TensorView<float, 3> out, AttentionWorkspace& ws) {
+  check(cache.pending() > 0, "attention over a KV cache: no open append; begin_append(n) (or a kv::Append) and "
+        "write() this layer's K/V rows first");
+  TESSERA_CHECK(q.dim(0) == cache.pending(), "attention over a KV cache: q ", shape_str(q.shape()), " has ", q.dim(0),
+                " rows but the open append has ", cache.pending(), " positions");
+  check(p.q_pos0 == 0 || p.q_pos0 == cache.size(), "attention over a KV cache: AttentionParams::q_pos0 is ", p.q_pos0,
+        " but the appended rows start at position ", cache.size(), " (leave q_pos0 at 0: it is taken from the cache)");
+  p.q_pos0 = cache.size();
+  if (const int64_t w = cache.window(); w > 0) {
+    check(p.mask.kind != AttentionMask::Kind::none, "attention over a sliding KV cache of window ", w,
+          ": a mask of kind none would need keys the ring no longer holds");
+    check(p.mask.kind != AttentionMask::Kind::sliding || p.mask.window <= w, "attention: sliding window ",
+          p.mask.window, " exceeds the KV ring's ", w, " positions");
+    if (p.mask.kind == AttentionMask::Kind::causal) {
+      const int64_t key_limit = p.mask.key_limit;
+      p.mask = AttentionMask::sliding(w);
+      p.mask.key_limit = key_limit;
+    }
+  }
+  attention(q, cache.source(layer), p, out, ws);
 }
 
 /// KvSource over contiguous f32 views k, v [n_k, n_kv_heads, head_dim] whose key

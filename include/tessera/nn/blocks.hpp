@@ -24,17 +24,43 @@ inline void layer_norm(TensorView<const float, 2> x, std::span<const float> w, s
                        TensorView<float, 2> out) {
   backend::active::layer_norm(x, w, b, eps, out);
 }
-/// x [n_tokens, n_heads, head_dim] rotated in place; pos [n_tokens].
+/// x [n_tokens, n_heads, head_dim] rotated in place; pos [n_tokens].  p.n_dims = 0
+/// rotates the whole head.  O(n_tokens n_heads n_dims).
 inline void rope(TensorView<float, 3> x, std::span<const int32_t> pos, const RopeParams& p) {
-  backend::active::rope(x, pos, p);
+  backend::active::rope(x, pos, p.for_head_dim(x.dim(2)));
 }
-/// out = silu(gate) * up, elementwise.
+/// out = silu(gate) * up, elementwise over packed spans.
 inline void swiglu(std::span<const float> gate, std::span<const float> up, std::span<float> out) {
   backend::active::swiglu(gate, up, out);
 }
-/// out = a + b, elementwise (the residual connection).
+/// out = a + b, elementwise over packed spans (the residual connection).
 inline void add(std::span<const float> a, std::span<const float> b, std::span<float> out) {
   backend::active::add(a, b, out);
+}
+
+namespace detail {
+// Applies a span kernel to matrices of equal shape: in one call when all three
+// are packed, row by row when only their rows are (slices of wider tensors).
+template <class Kernel>
+void rowwise(const char* what, TensorView<const float, 2> a, TensorView<const float, 2> b, TensorView<float, 2> out,
+             Kernel&& kernel) {
+  TESSERA_CHECK(a.shape() == b.shape() && b.shape() == out.shape(), what, ": shapes ", shape_str(a.shape()), ", ",
+                shape_str(b.shape()), " and out ", shape_str(out.shape()), " must be equal");
+  TESSERA_CHECK(a.rows_contiguous() && b.rows_contiguous() && out.rows_contiguous(), what,
+                ": the last axis of every operand must be packed (stride 1)");
+  if (a.is_contiguous() && b.is_contiguous() && out.is_contiguous()) return kernel(a.span(), b.span(), out.span());
+  for (int64_t t = 0; t < a.dim(0); ++t) kernel(a.row(t), b.row(t), out.row(t));
+}
+}  // namespace detail
+
+/// out = silu(gate) * up over matrices [n_tokens, n]; any row strides (views of
+/// wider tensors are fine).  out may alias gate or up.
+inline void swiglu(TensorView<const float, 2> gate, TensorView<const float, 2> up, TensorView<float, 2> out) {
+  detail::rowwise("swiglu", gate, up, out, [](auto g, auto u, auto o) { backend::active::swiglu(g, u, o); });
+}
+/// out = a + b over matrices [n_tokens, n]; any row strides.  out may alias a or b.
+inline void add(TensorView<const float, 2> a, TensorView<const float, 2> b, TensorView<float, 2> out) {
+  detail::rowwise("add", a, b, out, [](auto x, auto y, auto o) { backend::active::add(x, y, o); });
 }
 
 }  // namespace tessera::nn

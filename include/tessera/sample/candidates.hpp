@@ -3,6 +3,9 @@
 // fills it (all tokens, or the top k in one pass) and the softmax over it.
 #pragma once
 
+#include "tessera/core/compiler.hpp"
+TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
+
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -232,3 +235,5 @@ inline void softmax(Candidates& c) {
 }
 
 }  // namespace tessera::sample
+
+TESSERA_SIMD_WARNINGS_ON

@@ -11,7 +11,7 @@
 
 #include "tessera/backend/attention_params.hpp"
 #include "tessera/core/half.hpp"
-#include "tessera/core/quant.hpp"
+#include "tessera/core/quant/q8.hpp"
 
 namespace tessera::backend::scalar {
 
@@ -36,7 +36,7 @@ inline void load_kv_row(KvType type, const std::byte* src, int64_t d, float* out
 /// O(n_q n_heads n_keys head_dim); allocates its own scratch (it is the reference).
 inline void attention(TensorView<const float, 3> q, const KvSource& kv, const AttentionParams& p,
                       TensorView<float, 3> out) {
-  tessera::detail::check_attention(q, kv, out);
+  tessera::detail::check_attention(q, kv, p, out);
   const int64_t d = q.dim(2), group = q.dim(1) / kv.n_kv_heads;
   const double scale = p.scale_for(d);
   std::vector<float> kr(static_cast<size_t>(d)), vr(static_cast<size_t>(d));

@@ -12,8 +12,12 @@ namespace tessera::backend::detail {
 // The norms' shape contracts, shared by both backends so they reject the same calls alike.
 inline void check_norm_shapes(const char* what, const TensorView<const float, 2>& x, size_t n_w, size_t n_b,
                               const TensorView<float, 2>& out) {
-  TESSERA_CHECK(x.shape() == out.shape() && x.dim(1) == static_cast<int64_t>(n_w) && (n_b == 0 || n_b == n_w), what,
-        ": x ", shape_str(x.shape()), ", w [", n_w, "], b [", n_b, "], out ", shape_str(out.shape()));
+  TESSERA_CHECK(x.shape() == out.shape(), what, ": x ", shape_str(x.shape()), " and out ", shape_str(out.shape()),
+                " must have the same shape");
+  TESSERA_CHECK(x.dim(1) == static_cast<int64_t>(n_w), what, ": weight has ", n_w, " elements, x ",
+                shape_str(x.shape()), " rows have ", x.dim(1), " (w must be [n_embd] of the normalised axis)");
+  TESSERA_CHECK(n_b == 0 || n_b == n_w, what, ": bias has ", n_b, " elements, weight ", n_w,
+                " (b must be empty or [n_embd])");
 }
 }  // namespace tessera::backend::detail
 

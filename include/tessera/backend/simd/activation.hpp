@@ -1,6 +1,9 @@
 // SwiGLU and residual add with xsimd batches (xsimd::exp is a few ulp from std::exp).
 #pragma once
 
+#include "tessera/core/compiler.hpp"
+TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
+
 #include <cmath>
 #include <span>
 
@@ -37,3 +40,5 @@ inline void add(std::span<const float> a, std::span<const float> b, std::span<fl
 }
 
 }  // namespace tessera::backend::simd
+
+TESSERA_SIMD_WARNINGS_ON

@@ -16,6 +16,9 @@
 // K and V stay where the cache keeps them; f32 rows are read in place.
 #pragma once
 
+#include "tessera/core/compiler.hpp"
+TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
+
 #include <omp.h>
 
 #include <cmath>
@@ -389,7 +392,7 @@ inline void attention_decode(TensorView<const float, 3> q, const KvSource& kv, c
 /// caller decides when memory is allocated (once, at model load).
 inline void attention(TensorView<const float, 3> q, const KvSource& kv, const AttentionParams& p,
                       TensorView<float, 3> out, std::span<float> scratch) {
-  tessera::detail::check_attention(q, kv, out);
+  tessera::detail::check_attention(q, kv, p, out);
   const int64_t n_keys = kv.n_keys();
   const AttentionAlgo algo = detail::resolve(p.algo, q.dim(0), n_keys);
   const int threads = num_threads();
@@ -405,3 +408,5 @@ inline void attention(TensorView<const float, 3> q, const KvSource& kv, const At
 }
 
 }  // namespace tessera::backend::simd
+
+TESSERA_SIMD_WARNINGS_ON

@@ -3,6 +3,9 @@
 // Also row-wise softmax, log-softmax and argmax over an expression.
 #pragma once
 
+#include "tessera/core/compiler.hpp"
+TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -292,3 +295,5 @@ template <class I, int R, expr::Tensorish X>
 void argmax_last(Tensor<I, R>& dst, X&& x) { argmax_last(dst.view(), std::forward<X>(x)); }
 
 }  // namespace tessera::backend::simd
+
+TESSERA_SIMD_WARNINGS_ON

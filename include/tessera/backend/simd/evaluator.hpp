@@ -3,6 +3,9 @@
 // (at(j), for tails). The whole tree inlines into the caller's loop body.
 #pragma once
 
+#include "tessera/core/compiler.hpp"
+TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
+
 #include <cstdint>
 
 #include <xsimd/xsimd.hpp>
@@ -184,3 +187,5 @@ class Evaluator<expr::ReduceLast<Op, A>, R> {
 };
 
 }  // namespace tessera::backend::simd::detail
+
+TESSERA_SIMD_WARNINGS_ON

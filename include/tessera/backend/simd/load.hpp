@@ -3,6 +3,9 @@
 // bf16 is a 16-bit shift. Other targets convert through a small stack buffer.
 #pragma once
 
+#include "tessera/core/compiler.hpp"
+TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
+
 #include <xsimd/xsimd.hpp>
 
 #if defined(__AVX2__) || defined(__AVX512F__)
@@ -54,3 +57,5 @@ void to_float(const T* src, float* dst, size_t n) {
 }
 
 }  // namespace tessera::backend::simd
+
+TESSERA_SIMD_WARNINGS_ON

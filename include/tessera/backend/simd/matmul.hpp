@@ -6,6 +6,9 @@
 // weights are widened a tile at a time into caller-provided scratch.
 #pragma once
 
+#include "tessera/core/compiler.hpp"
+TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
+
 #include <Eigen/Core>
 #include <algorithm>
 #include <span>
@@ -120,3 +123,5 @@ void gemm(TensorView<const W, 2> w, TensorView<const float, 2> x, TensorView<flo
 }
 
 }  // namespace tessera::backend::simd
+
+TESSERA_SIMD_WARNINGS_ON

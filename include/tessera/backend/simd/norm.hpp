@@ -1,6 +1,9 @@
 // RMSNorm and LayerNorm over the last axis with xsimd batches; rows in parallel.
 #pragma once
 
+#include "tessera/core/compiler.hpp"
+TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
+
 #include <cmath>
 #include <span>
 
@@ -80,3 +83,5 @@ inline void layer_norm(TensorView<const float, 2> x, std::span<const float> w, s
 }
 
 }  // namespace tessera::backend::simd
+
+TESSERA_SIMD_WARNINGS_ON

@@ -3,6 +3,9 @@
 // vpdpbusd under VNNI), scaled to float once per block; and activation quantization.
 #pragma once
 
+#include "tessera/core/compiler.hpp"
+TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
+
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define TESSERA_QUANT_AVX2 1
 
@@ -323,3 +326,5 @@ inline void quantize_block(const float* x, block_q8_K& out) {
 }  // namespace tessera::backend::simd::avx2
 
 #endif  // AVX2 + FMA + F16C
+
+TESSERA_SIMD_WARNINGS_ON

@@ -2,6 +2,9 @@
 // register, against activations rearranged once per gemv to match (PairedX).
 #pragma once
 
+#include "tessera/core/compiler.hpp"
+TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
+
 #include "tessera/backend/simd/quant_avx2.hpp"
 
 #if defined(TESSERA_QUANT_AVX2)
@@ -156,3 +159,5 @@ void paired_row_dot2(const W* w0, const W* w1, const PairedX* xp, const A* x, in
 }  // namespace tessera::backend::simd::avx2
 
 #endif  // TESSERA_QUANT_AVX2
+
+TESSERA_SIMD_WARNINGS_ON

@@ -3,24 +3,13 @@
 // quant_avx2_gemv.hpp, where their nibble layout needs no shuffles.)
 #pragma once
 
+#include "tessera/core/compiler.hpp"
+TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
+
 #include "tessera/backend/simd/quant_avx2_gemv.hpp"
 
 #if defined(TESSERA_QUANT_AVX2) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #define TESSERA_QUANT_AVX512 1
-
-// GCC < 13's AVX-512 intrinsics start from _mm512_undefined_*() (a
-// self-initialised local, GCC bug 105593), which -W(maybe-)uninitialized flags
-// once inlined into a kernel: the AVX-512 kernel headers open and close with these.
-#if defined(__GNUC__) && !defined(__clang__)
-#define TESSERA_AVX512_WARNINGS_OFF                                  \
-  _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wuninitialized\"") \
-      _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
-#define TESSERA_AVX512_WARNINGS_ON _Pragma("GCC diagnostic pop")
-#else
-#define TESSERA_AVX512_WARNINGS_OFF
-#define TESSERA_AVX512_WARNINGS_ON
-#endif
-TESSERA_AVX512_WARNINGS_OFF
 
 namespace tessera::backend::simd::avx512 {
 
@@ -73,6 +62,6 @@ inline float row_dot(const block_q8_0* w, const block_q8_0* x, int64_t n_blocks)
 
 }  // namespace tessera::backend::simd::avx512
 
-TESSERA_AVX512_WARNINGS_ON
-
 #endif  // AVX-512 F + BW + VNNI
+
+TESSERA_SIMD_WARNINGS_ON

@@ -16,6 +16,9 @@
 // the block sum's starting value. q4_1 / q5_1 add m * s (q8_1's s) instead.
 #pragma once
 
+#include "tessera/core/compiler.hpp"
+TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
+
 #include "tessera/backend/simd/quant_avx512.hpp"
 
 // TESSERA_NO_AVX512_TILE keeps the AVX2-width tile kernels (for side-by-side measurement).
@@ -28,7 +31,6 @@
 #include <type_traits>
 #include <vector>
 
-TESSERA_AVX512_WARNINGS_OFF  // see quant_avx512.hpp
 
 namespace tessera::backend::simd::avx512 {
 
@@ -219,6 +221,7 @@ void gemm_rows(const W* w, int64_t ldw, int64_t r0, int64_t r1, const A* x, int6
 
 }  // namespace tessera::backend::simd::avx512
 
-TESSERA_AVX512_WARNINGS_ON
 
 #endif  // TESSERA_QUANT_AVX512 + DQ + VL
+
+TESSERA_SIMD_WARNINGS_ON

@@ -3,6 +3,9 @@
 // reuses L2-sized weight tiles across activation rows (prefill).
 #pragma once
 
+#include "tessera/core/compiler.hpp"
+TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
+
 #include <algorithm>
 #include <cstdint>
 #include <span>
@@ -241,3 +244,5 @@ void gemm(TensorView<const W, 2> w, TensorView<const ActBlock<W>, 2> xq, TensorV
 }
 
 }  // namespace tessera::backend::simd
+
+TESSERA_SIMD_WARNINGS_ON

@@ -3,6 +3,9 @@
 // itself is a simple loop the compiler vectorises.
 #pragma once
 
+#include "tessera/core/compiler.hpp"
+TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
+
 #include <array>
 #include <cmath>
 #include <span>
@@ -56,3 +59,5 @@ inline void rope(TensorView<float, 3> x, std::span<const int32_t> pos, const Rop
 }
 
 }  // namespace tessera::backend::simd
+
+TESSERA_SIMD_WARNINGS_ON
