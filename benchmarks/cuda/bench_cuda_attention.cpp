@@ -70,8 +70,7 @@ void BM_decode_attention(benchmark::State& st) {
     total += sec;
   }
   const double moved = 2.0 * static_cast<double>(bytes);
-  bench_cuda::report_bandwidth(st, moved);
-  bench_cuda::report_ratio(st, moved, total);
+  bench_cuda::report_bandwidth(st, moved, total);
   st.SetLabel(std::string(elem == tc::KvElem::q8_0 ? "q8_0" : "f16") + (paged ? ", paged" : ", contiguous"));
 }
 

@@ -50,8 +50,7 @@ void BM_gemv(benchmark::State& st) {
     total += sec;
   }
   const double bytes = static_cast<double>(mat_bytes) * count;
-  bench_cuda::report_bandwidth(st, bytes);
-  bench_cuda::report_ratio(st, bytes, total);
+  bench_cuda::report_bandwidth(st, bytes, total);
   st.SetLabel(std::string(quant_traits<W>::name) + ", " + std::to_string(count) + " matrices cycled");
 }
 

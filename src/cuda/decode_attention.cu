@@ -33,7 +33,7 @@ __device__ __forceinline__ void load_dims(const uint8_t* row, int d0, int n, flo
 }
 
 template <int D, KvElem E>
-__global__ void __launch_bounds__(kDecodeThreads) decode_kernel(const float* __restrict__ q, KvRef kv, DeviceMask mask,
+__global__ void __launch_bounds__(kDecodeThreads, D >= 256 ? 2 : 4) decode_kernel(const float* __restrict__ q, KvRef kv, DeviceMask mask,
                                                                 float qscale, int64_t n_heads, int group, int splits,
                                                                 int width, float* __restrict__ part) {
   constexpr int kDimsPerLane = D / 8;  // score step: 8 lanes per key
@@ -69,15 +69,18 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_kernel(const float* __r
 #pragma unroll
   for (int i = 0; i < kPvDims; ++i) acc[i] = 0.f;
 
+  // Copy mapping, fixed per thread: piece `chunk` of rows row0, row0 + rows_per_pass, ...
+  const int per_row = static_cast<int>(hb / width), rows_per_pass = kDecodeThreads / per_row;
+  const int chunk = threadIdx.x % per_row, row0 = threadIdx.x / per_row;
   auto issue = [&](int64_t t0, int buf) {
-    const int64_t nk = min64(kTileKeys, k1 - t0);
-    const int64_t per_row = hb / width;
-    for (int64_t c = threadIdx.x; c < 2 * nk * per_row; c += kDecodeThreads) {
-      const int64_t which = c / (nk * per_row), r = (c / per_row) % nk, off = (c % per_row) * width;
-      const int64_t src = kv.offset(b, t0 + r, g) + off;
-      uint8_t* dst = (which ? vbuf : kbuf) + (buf * kTileKeys + r) * hb + off;
-      copy_async_any(width, dst, (which ? kv.v : kv.k) + src);
-    }
+    const int nk = static_cast<int>(min64(kTileKeys, k1 - t0));
+    if (row0 < rows_per_pass)
+      for (int r = row0; r < nk; r += rows_per_pass) {
+        const int64_t src = kv.offset(b, t0 + r, g) + chunk * width;
+        const int64_t dst = (buf * kTileKeys + r) * hb + chunk * width;
+        copy_async_any(width, kbuf + dst, kv.k + src);
+        copy_async_any(width, vbuf + dst, kv.v + src);
+      }
     copy_async_commit();
   };
 
@@ -172,9 +175,10 @@ template <int D, KvElem E>
 void launch_decode(const Stream& s, const float* q, const dev::KvRef& kv, DeviceMask mask, float qscale,
                    int64_t n_seqs, int64_t n_heads, int group, int64_t max_len, float* part, float* out) {
   const int hgroups = (group + dev::kMaxGroup - 1) / dev::kMaxGroup;
-  // Enough blocks for ~4 per multiprocessor, but no slice shorter than two tiles.
+  // Blocks for ~16 waves of 4 per multiprocessor (a short tail), but no slice
+  // shorter than two tiles; the merge then reads splits x (d + 2) floats per head.
   const int64_t blocks = n_seqs * kv.n_kv_heads * hgroups;
-  const int64_t want = detail::ceil_div(4 * detail::sm_count(s.device()), blocks);
+  const int64_t want = detail::ceil_div(16 * detail::sm_count(s.device()), blocks);
   const int splits = static_cast<int>(
       std::clamp<int64_t>(std::min(want, detail::ceil_div(max_len, 2 * dev::kTileKeys)), 1, dev::kMaxSplits));
   const int width = dev::copy_width(static_cast<uint64_t>(kv.head_bytes));

@@ -17,9 +17,12 @@ namespace tessera::cuda {
 namespace dev {
 
 /// Tile shape of one flash-attention instantiation.
+/// kMB: 16-row blocks per warp. Two (128 rows a block) halve the shared-memory
+/// reads of K and V per product, as each fragment feeds both; head_dim 256 keeps
+/// one, since its output accumulators alone take 128 registers a thread.
 template <int D_>
 struct FlashTraits {
-  static constexpr int D = D_, kWarps = 4, kRows = 16 * kWarps, kKeys = 64;
+  static constexpr int D = D_, kWarps = 4, kMB = D_ >= 256 ? 1 : 2, kRows = 16 * kMB * kWarps, kKeys = 64;
   static constexpr int kChunks = D / 8;  // 16-byte chunks per row
   static constexpr int kTileBytes = kKeys * D * 2;
   static constexpr int kSmem = kRows * D * 2 + 4 * kTileBytes;  // Q + double-buffered K, V
@@ -28,17 +31,23 @@ struct FlashTraits {
 // Byte offset of 16-byte chunk c of row r in a swizzled tile of rows with `chunks` chunks.
 __device__ __forceinline__ int swz(int r, int c, int chunks) { return (r * chunks + (c ^ (r % 8))) * 16; }
 
+// Element type (tessera::f16 or bf16) as the tensor cores see it.
 template <class T> struct MmaType;
-template <> struct MmaType<__half> {
+template <> struct MmaType<f16> {
   static __device__ __forceinline__ uint32_t pack(float a, float b) {
     const __half2 h = __floats2half2_rn(a, b);
     return *reinterpret_cast<const uint32_t*>(&h);
   }
   static __device__ __forceinline__ uint16_t from_float(float a) { return float_to_f16_bits(a); }
 };
-template <> struct MmaType<__nv_bfloat16> {
+template <> struct MmaType<bf16> {
   static __device__ __forceinline__ uint32_t pack(float a, float b) {
+#if TESSERA_HAS_MMA  // one cvt.rn.bf16x2.f32 instead of two software roundings
+    const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+    return *reinterpret_cast<const uint32_t*>(&h);
+#else
     return static_cast<uint32_t>(float_to_bf16_bits(a)) | (static_cast<uint32_t>(float_to_bf16_bits(b)) << 16);
+#endif
   }
   static __device__ __forceinline__ uint16_t from_float(float a) { return float_to_bf16_bits(a); }
 };
@@ -57,7 +66,7 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
 // d += a b for one 16x8x16 tile.
 template <class T>
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  if constexpr (std::is_same_v<T, __half>) {
+  if constexpr (std::is_same_v<T, f16>) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
                  "{%0,%1,%2,%3};\n"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
@@ -81,16 +90,36 @@ struct FlashArgs {
   int group;
 };
 
-// Copies rows [r0, r0 + n) of one head (from global rows addressed by row_of)
-// into a swizzled tile; rows past `valid` are zero-filled so that masked keys
-// contribute exact zeros to P V.
+// Copies n rows (row r from row_of(r)) into a swizzled tile. Thread t always
+// copies chunk t % chunks of rows t / chunks, + 128 / chunks, ...: one address
+// computation per row. Rows past `valid` are zero-filled, so that masked keys
+// add exact zeros to P V (garbage there could be NaN, and 0 * NaN is NaN).
 template <class Tr, class RowOf>
 __device__ __forceinline__ void load_tile(uint8_t* tile, int n, int valid, RowOf row_of) {
-  for (int c = threadIdx.x; c < n * Tr::kChunks; c += Tr::kWarps * 32) {
-    const int r = c / Tr::kChunks, ch = c % Tr::kChunks;
+  constexpr int kPass = Tr::kWarps * 32 / Tr::kChunks;
+  const int ch = threadIdx.x % Tr::kChunks;
+  for (int r = threadIdx.x / Tr::kChunks; r < n; r += kPass) {
     uint8_t* dst = tile + swz(r, ch, Tr::kChunks);
     if (r < valid) copy_async<16>(dst, row_of(r) + ch * 16);
     else *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
+  }
+}
+// The K and V tiles of keys [t0, t0 + kKeys): the same row offsets for both.
+template <class Tr>
+__device__ __forceinline__ void load_kv_tile(uint8_t* kt, uint8_t* vt, const KvRef& kv, int64_t b, int64_t g,
+                                             int64_t t0, int valid) {
+  constexpr int kPass = Tr::kWarps * 32 / Tr::kChunks;
+  const int ch = threadIdx.x % Tr::kChunks;
+  for (int r = threadIdx.x / Tr::kChunks; r < Tr::kKeys; r += kPass) {
+    const int off = swz(r, ch, Tr::kChunks);
+    if (r < valid) {
+      const int64_t src = kv.offset(b, t0 + r, g) + ch * 16;
+      copy_async<16>(kt + off, kv.k + src);
+      copy_async<16>(vt + off, kv.v + src);
+    } else {
+      *reinterpret_cast<uint4*>(kt + off) = make_uint4(0, 0, 0, 0);
+      *reinterpret_cast<uint4*>(vt + off) = make_uint4(0, 0, 0, 0);
+    }
   }
 }
 
@@ -117,19 +146,25 @@ __global__ void __launch_bounds__(128) flash_kernel(FlashArgs a) {
   const int q_valid = static_cast<int>(min64(Tr::kRows, a.n_q - m0));
   load_tile<Tr>(qs, Tr::kRows, q_valid, [&](int r) { return qg + r * row_stride; });
   auto load_kv = [&](int64_t t0, int buf) {
-    const int valid = static_cast<int>(min64(Tr::kKeys, hi - t0));
-    load_tile<Tr>(ks + buf * Tr::kTileBytes, Tr::kKeys, valid, [&](int r) { return a.kv.k + a.kv.offset(b, t0 + r, g); });
-    load_tile<Tr>(vs + buf * Tr::kTileBytes, Tr::kKeys, valid, [&](int r) { return a.kv.v + a.kv.offset(b, t0 + r, g); });
+    load_kv_tile<Tr>(ks + buf * Tr::kTileBytes, vs + buf * Tr::kTileBytes, a.kv, b, g, t0,
+                     static_cast<int>(min64(Tr::kKeys, hi - t0)));
   };
   const int64_t t_begin = lo / Tr::kKeys * Tr::kKeys;
   if (t_begin < hi) load_kv(t_begin, 0);
   copy_async_commit();
 
-  float o[D / 8][4];
+  constexpr int MB = Tr::kMB;
+  float o[MB][D / 8][4];
 #pragma unroll
-  for (int j = 0; j < D / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
-  float m_row[2] = {-INFINITY, -INFINITY}, l_row[2] = {0.f, 0.f};
-  const int64_t qrow0 = a.q_pos0 + m0 + warp * 16 + gid;  // position of this thread's first row (second: + 8)
+  for (int mb = 0; mb < MB; ++mb)
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) o[mb][j][0] = o[mb][j][1] = o[mb][j][2] = o[mb][j][3] = 0.f;
+  float m_row[MB][2], l_row[MB][2];
+#pragma unroll
+  for (int mb = 0; mb < MB; ++mb) m_row[mb][0] = m_row[mb][1] = -INFINITY, l_row[mb][0] = l_row[mb][1] = 0.f;
+  const int wrow = warp * 16 * MB;                 // this warp's first row in the tile
+  const int64_t qrow0 = a.q_pos0 + m0 + wrow + gid;  // position of this thread's row in m-block 0 (+8: second)
+  const int mi = lane / 8, lr = lane % 8;          // ldmatrix: which 8x8 matrix this lane addresses, and its row
 
   int buf = 0;
   for (int64_t t0 = t_begin; t0 < hi; t0 += Tr::kKeys, buf ^= 1) {
@@ -144,73 +179,85 @@ __global__ void __launch_bounds__(128) flash_kernel(FlashArgs a) {
     const uint8_t* kt = ks + buf * Tr::kTileBytes;
     const uint8_t* vt = vs + buf * Tr::kTileBytes;
 
-    // S = Q K^T: 16 rows x 64 keys per warp.
-    float sacc[Tr::kKeys / 8][4];
+    // S = Q K^T: MB x 16 rows x 64 keys per warp; each K fragment feeds every m-block.
+    float sacc[MB][Tr::kKeys / 8][4];
 #pragma unroll
-    for (int j = 0; j < Tr::kKeys / 8; ++j) sacc[j][0] = sacc[j][1] = sacc[j][2] = sacc[j][3] = 0.f;
+    for (int mb = 0; mb < MB; ++mb)
+#pragma unroll
+      for (int j = 0; j < Tr::kKeys / 8; ++j) sacc[mb][j][0] = sacc[mb][j][1] = sacc[mb][j][2] = sacc[mb][j][3] = 0.f;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t af[4];
-      const int mi = lane / 8, r = lane % 8;
-      ldmatrix_x4(af, qs + swz(warp * 16 + (mi % 2) * 8 + r, kk * 2 + mi / 2, Tr::kChunks));
+      uint32_t af[MB][4];
+#pragma unroll
+      for (int mb = 0; mb < MB; ++mb)
+        ldmatrix_x4(af[mb], qs + swz(wrow + mb * 16 + (mi % 2) * 8 + lr, kk * 2 + mi / 2, Tr::kChunks));
 #pragma unroll
       for (int nn = 0; nn < Tr::kKeys / 16; ++nn) {
         uint32_t bf[4];
-        ldmatrix_x4(bf, kt + swz(nn * 16 + (mi / 2) * 8 + r, kk * 2 + mi % 2, Tr::kChunks));
-        mma16816<T>(sacc[2 * nn], af, bf[0], bf[1]);
-        mma16816<T>(sacc[2 * nn + 1], af, bf[2], bf[3]);
+        ldmatrix_x4(bf, kt + swz(nn * 16 + (mi / 2) * 8 + lr, kk * 2 + mi % 2, Tr::kChunks));
+#pragma unroll
+        for (int mb = 0; mb < MB; ++mb) {
+          mma16816<T>(sacc[mb][2 * nn], af[mb], bf[0], bf[1]);
+          mma16816<T>(sacc[mb][2 * nn + 1], af[mb], bf[2], bf[3]);
+        }
       }
     }
     // Mask, scale to log2 units, and fold the tile into each row's running max.
     const bool edge = t0 < lo_last || t0 + Tr::kKeys > hi_first;
-    float tmax[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int j = 0; j < Tr::kKeys / 8; ++j)
+    for (int mb = 0; mb < MB; ++mb) {
+      float tmax[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        float sv = sacc[j][e] * a.scale_log2;
-        if (edge) {
-          const int64_t kpos = t0 + j * 8 + tig * 2 + (e % 2), qpos = qrow0 + (e / 2) * 8;
-          int64_t klo, khi;
-          visible_keys(a.mask, qpos, n_keys, klo, khi);
-          if (kpos < klo || kpos >= khi) sv = -INFINITY;
+      for (int j = 0; j < Tr::kKeys / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          float sv = sacc[mb][j][e] * a.scale_log2;
+          if (edge) {
+            const int64_t kpos = t0 + j * 8 + tig * 2 + (e % 2), qpos = qrow0 + mb * 16 + (e / 2) * 8;
+            int64_t klo, khi;
+            visible_keys(a.mask, qpos, n_keys, klo, khi);
+            if (kpos < klo || kpos >= khi) sv = -INFINITY;
+          }
+          sacc[mb][j][e] = sv;
+          tmax[e / 2] = fmaxf(tmax[e / 2], sv);
         }
-        sacc[j][e] = sv;
-        tmax[e / 2] = fmaxf(tmax[e / 2], sv);
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 1));
+        tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 2));
+        const float corr = online_softmax_rescale(tmax[r], m_row[mb][r], l_row[mb][r]);
+#pragma unroll
+        for (int j = 0; j < D / 8; ++j) {
+          o[mb][j][2 * r] *= corr;
+          o[mb][j][2 * r + 1] *= corr;
+        }
       }
-    float corr[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 1));
-      tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 2));
-      corr[r] = online_softmax_rescale(tmax[r], m_row[r], l_row[r]);
     }
-#pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      o[j][0] *= corr[0]; o[j][1] *= corr[0];
-      o[j][2] *= corr[1]; o[j][3] *= corr[1];
-    }
-    // P (as the A operand, 16 keys per k step) and O += P V.
+    // P (the A operand, 16 keys per k step, straight from S's registers) and O += P V.
 #pragma unroll
     for (int kk = 0; kk < Tr::kKeys / 16; ++kk) {
-      uint32_t pf[4];
+      uint32_t pf[MB][4];
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const float* s = sacc[2 * kk + half];
-        const float p0 = softmax_weight(s[0], m_row[0]), p1 = softmax_weight(s[1], m_row[0]);
-        const float p2 = softmax_weight(s[2], m_row[1]), p3 = softmax_weight(s[3], m_row[1]);
-        l_row[0] += p0 + p1;
-        l_row[1] += p2 + p3;
-        pf[2 * half] = MmaType<T>::pack(p0, p1);
-        pf[2 * half + 1] = MmaType<T>::pack(p2, p3);
-      }
-      const int mi = lane / 8, r = lane % 8;
+      for (int mb = 0; mb < MB; ++mb)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const float* sv = sacc[mb][2 * kk + half];
+          const float p0 = softmax_weight(sv[0], m_row[mb][0]), p1 = softmax_weight(sv[1], m_row[mb][0]);
+          const float p2 = softmax_weight(sv[2], m_row[mb][1]), p3 = softmax_weight(sv[3], m_row[mb][1]);
+          l_row[mb][0] += p0 + p1;
+          l_row[mb][1] += p2 + p3;
+          pf[mb][2 * half] = MmaType<T>::pack(p0, p1);
+          pf[mb][2 * half + 1] = MmaType<T>::pack(p2, p3);
+        }
 #pragma unroll
       for (int dn = 0; dn < D / 16; ++dn) {
         uint32_t vf[4];
-        ldmatrix_x4_trans(vf, vt + swz(kk * 16 + (mi % 2) * 8 + r, dn * 2 + mi / 2, Tr::kChunks));
-        mma16816<T>(o[2 * dn], pf, vf[0], vf[1]);
-        mma16816<T>(o[2 * dn + 1], pf, vf[2], vf[3]);
+        ldmatrix_x4_trans(vf, vt + swz(kk * 16 + (mi % 2) * 8 + lr, dn * 2 + mi / 2, Tr::kChunks));
+#pragma unroll
+        for (int mb = 0; mb < MB; ++mb) {
+          mma16816<T>(o[mb][2 * dn], pf[mb], vf[0], vf[1]);
+          mma16816<T>(o[mb][2 * dn + 1], pf[mb], vf[2], vf[3]);
+        }
       }
     }
     __syncthreads();  // the next iteration's copies overwrite this buffer
@@ -219,19 +266,20 @@ __global__ void __launch_bounds__(128) flash_kernel(FlashArgs a) {
 
   // O / l, rows with no visible key as zeros.
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    l_row[r] += shfl_xor(l_row[r], 1);
-    l_row[r] += shfl_xor(l_row[r], 2);
-  }
+  for (int mb = 0; mb < MB; ++mb)
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int64_t t = m0 + warp * 16 + gid + r * 8;
-    if (t >= a.n_q) continue;
-    const float inv = l_row[r] > 0.f ? 1.f / l_row[r] : 0.f;
-    auto* out = reinterpret_cast<uint32_t*>(a.out + ((b * a.n_q + t) * a.n_heads + h) * D * 2);
+    for (int r = 0; r < 2; ++r) {
+      float l = l_row[mb][r];
+      l += shfl_xor(l, 1);
+      l += shfl_xor(l, 2);
+      const int64_t t = m0 + wrow + mb * 16 + gid + r * 8;
+      if (t >= a.n_q) continue;
+      const float inv = l > 0.f ? 1.f / l : 0.f;
+      auto* out = reinterpret_cast<uint32_t*>(a.out + ((b * a.n_q + t) * a.n_heads + h) * D * 2);
 #pragma unroll
-    for (int j = 0; j < D / 8; ++j) out[(j * 8 + tig * 2) / 2] = MmaType<T>::pack(o[j][2 * r] * inv, o[j][2 * r + 1] * inv);
-  }
+      for (int j = 0; j < D / 8; ++j)
+        out[(j * 8 + tig * 2) / 2] = MmaType<T>::pack(o[mb][j][2 * r] * inv, o[mb][j][2 * r + 1] * inv);
+    }
 #endif
 }
 
@@ -246,7 +294,7 @@ __global__ void flash_fallback_kernel(FlashArgs a) {
   int64_t lo, hi;
   visible_keys(a.mask, a.q_pos0 + row, n_keys, lo, hi);
   const auto* q = reinterpret_cast<const uint16_t*>(a.q + ((b * a.n_q + row) * a.n_heads + h) * D * 2);
-  auto to_f = [](uint16_t v) { return std::is_same_v<T, __half> ? f16_bits_to_float(v) : bf16_bits_to_float(v); };
+  auto to_f = [](uint16_t v) { return std::is_same_v<T, f16> ? f16_bits_to_float(v) : bf16_bits_to_float(v); };
   float qv[D / 32], acc[D / 32];
   for (int i = 0; i < D / 32; ++i) { qv[i] = to_f(q[lane + 32 * i]) * a.scale_log2; acc[i] = 0.f; }
   float m = -INFINITY, l = 0.f;
@@ -270,9 +318,9 @@ __global__ void flash_fallback_kernel(FlashArgs a) {
 namespace {
 template <class T, int D>
 void launch_flash(const Stream& s, const dev::FlashArgs& a, int64_t n_seqs) {
-  using Tr = dev::FlashTraits<D>;
   const gpuStream_t st = detail::native(s);
 #if !defined(TESSERA_HIP_BACKEND)
+  using Tr = dev::FlashTraits<D>;
   if (detail::cached_info(s.device()).cc_major >= 8) {
     auto* kern = dev::flash_kernel<T, D>;
     detail::check_gpu(gpuFuncSetAttribute(kern, gpuFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmem),
@@ -320,10 +368,9 @@ void flash_attention(const Stream& s, DeviceView<const T, 4> q, const DeviceKv& 
   a.n_heads = n_heads;
   a.q_pos0 = q_pos0;
   a.group = static_cast<int>(n_heads / kv.n_kv_heads);
-  using M = std::conditional_t<std::is_same_v<T, f16>, __half, __nv_bfloat16>;
-  if (d == 64) launch_flash<M, 64>(s, a, n_seqs);
-  else if (d == 128) launch_flash<M, 128>(s, a, n_seqs);
-  else launch_flash<M, 256>(s, a, n_seqs);
+  if (d == 64) launch_flash<T, 64>(s, a, n_seqs);
+  else if (d == 128) launch_flash<T, 128>(s, a, n_seqs);
+  else launch_flash<T, 256>(s, a, n_seqs);
 }
 
 template void flash_attention<f16>(const Stream&, DeviceView<const f16, 4>, const DeviceKv&, DeviceMask, float,

@@ -22,7 +22,6 @@ struct Act {
   const float* xf;
 };
 
-__device__ __forceinline__ int load_x4(const int8_t* p) { return *reinterpret_cast<const int*>(p); }
 // Per byte: q - c for bytes q >= 0 without borrows between bytes (bias by 0x80, subtract, unbias).
 __device__ __forceinline__ int sub_bytes(uint32_t q, uint32_t c) {
   return static_cast<int>(((q | 0x80808080u) - c) ^ 0x80808080u);
@@ -205,12 +204,14 @@ template <> struct Fmt<block_q4_K> {
 #pragma unroll
     for (int j = 0; j < M; ++j) {
       if (j >= m) continue;
-      const int8_t* x = a->qs + j * k + item * 64;
+      const int4* x = reinterpret_cast<const int4*>(a->qs + j * k + item * 64);
+      const int4 xs[4] = {x[0], x[1], x[2], x[3]};
+      const int* xi = reinterpret_cast<const int*>(xs);
       int s0 = 0, s1 = 0;
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
-        s0 = dp4a(lo[i], load_x4(x + 4 * i), s0);
-        s1 = dp4a(hi[i], load_x4(x + 32 + 4 * i), s1);
+        s0 = dp4a(lo[i], xi[i], s0);
+        s1 = dp4a(hi[i], xi[8 + i], s1);
       }
       const int16_t* bs = a->bsum + j * (k / 16) + item * 4;
       const int smin = mn0 * (bs[0] + bs[1]) + mn1 * (bs[2] + bs[3]);
@@ -250,13 +251,11 @@ template <> struct Fmt<block_q6_K> {
 #pragma unroll
     for (int j = 0; j < M; ++j) {
       if (j >= m) continue;
-      const int8_t* x = a->qs + j * k + item * 32;
-      int s0 = 0, s1 = 0;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        s0 = dp4a(w[i], load_x4(x + 4 * i), s0);
-        s1 = dp4a(w[i + 4], load_x4(x + 16 + 4 * i), s1);
-      }
+      const int4* x = reinterpret_cast<const int4*>(a->qs + j * k + item * 32);
+      const int4 x0 = x[0], x1 = x[1];
+      int s0 = dp4a(w[0], x0.x, 0), s1 = dp4a(w[4], x1.x, 0);
+      s0 = dp4a(w[1], x0.y, s0); s0 = dp4a(w[2], x0.z, s0); s0 = dp4a(w[3], x0.w, s0);
+      s1 = dp4a(w[5], x1.y, s1); s1 = dp4a(w[6], x1.z, s1); s1 = dp4a(w[7], x1.w, s1);
       const float dx = a->d[j * (k / 256) + item / 8];
       acc[j] = fmaf(d * dx, static_cast<float>(sa * s0 + sb * s1), acc[j]);
     }

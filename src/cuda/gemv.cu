@@ -71,6 +71,8 @@ __global__ void quantize256_kernel(const float* __restrict__ x, int64_t n_blocks
 
 constexpr int kRowsPerBlock = 8;  // one warp per row
 
+// Each warp owns one row and streams it through two shared-memory slices
+// (copy slice s+1 while reducing slice s); warps never wait for each other.
 template <class W, int M>
 __global__ void __launch_bounds__(256) gemv_kernel(const uint8_t* __restrict__ w, int64_t n_rows, int64_t row_bytes,
                                                    int64_t unit_bytes, int64_t units_per_slice, int width, Act a,
@@ -79,49 +81,49 @@ __global__ void __launch_bounds__(256) gemv_kernel(const uint8_t* __restrict__ w
   constexpr int64_t unit_elems = F::block_elems > F::item_elems ? F::block_elems : F::item_elems;
   constexpr int64_t items_per_unit = unit_elems / F::item_elems;
   extern __shared__ __align__(16) uint8_t smem[];
-  const int64_t pitch = (units_per_slice * unit_bytes + 15) / 16 * 16;
-  const int64_t row0 = blockIdx.x * int64_t{kRowsPerBlock};
-  const int rows_here = static_cast<int>(n_rows - row0 < kRowsPerBlock ? n_rows - row0 : kRowsPerBlock);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + warp;
+  if (row >= n_rows) return;  // no block-wide barrier below
+  const int64_t slice_bytes = units_per_slice * unit_bytes, pitch = (slice_bytes + 15) / 16 * 16;
+  uint8_t* bufs = smem + warp * 2 * pitch;
+  const uint8_t* src = w + row * row_bytes;
   const int64_t units = row_bytes / unit_bytes;
+  const int64_t n_slices = (units + units_per_slice - 1) / units_per_slice;
+  auto issue = [&](int64_t sl) {
+    const int64_t b0 = sl * slice_bytes, bytes = min64(slice_bytes, row_bytes - b0);
+    uint8_t* dst = bufs + (sl & 1) * pitch;
+    for (int64_t off = lane * width; off < bytes; off += 32 * width) copy_async_any(width, dst + off, src + b0 + off);
+    copy_async_commit();
+  };
   float acc[M];
 #pragma unroll
   for (int j = 0; j < M; ++j) acc[j] = 0.f;
-
-  for (int64_t u0 = 0; u0 < units; u0 += units_per_slice) {
-    const int64_t n_units = units - u0 < units_per_slice ? units - u0 : units_per_slice;
-    const int64_t bytes = n_units * unit_bytes, b0 = u0 * unit_bytes;
-    // Stage rows_here segments of `bytes` bytes: every thread copies `width`-byte pieces.
-    const int64_t per_row = bytes / width, total = per_row * rows_here;
-    for (int64_t c = threadIdx.x; c < total; c += blockDim.x) {
-      const int64_t r = c / per_row, off = (c % per_row) * width;
-      const uint8_t* src = w + (row0 + r) * row_bytes + b0 + off;
-      uint8_t* dst = smem + r * pitch + off;
-      copy_async_any(width, dst, src);
+  issue(0);
+  for (int64_t sl = 0; sl < n_slices; ++sl) {
+    if (sl + 1 < n_slices) {
+      issue(sl + 1);
+      copy_async_wait<1>();
+    } else {
+      copy_async_wait<0>();
     }
-    copy_async_commit();
-    copy_async_wait<0>();
-    __syncthreads();
-    if (warp < rows_here) {
-      const int64_t e0 = u0 * unit_elems;
-      Act as = a;
-      as.qs = a.qs ? a.qs + e0 : nullptr;
-      as.xf = a.xf ? a.xf + e0 : nullptr;
-      as.d = a.d ? a.d + e0 / (F::act == 3 ? 256 : 32) : nullptr;
-      as.s = a.s ? a.s + e0 / 32 : nullptr;
-      as.bsum = a.bsum ? a.bsum + e0 / 16 : nullptr;
-      const int64_t n_items = n_units * items_per_unit;
-      for (int64_t it = lane; it < n_items; it += 32) F::template item_dot<M>(smem + warp * pitch, it, &as, k, m, acc);
-    }
-    __syncthreads();
+    warp_sync();  // every lane's copies are in shared memory
+    const int64_t u0 = sl * units_per_slice, e0 = u0 * unit_elems;
+    Act as = a;
+    as.qs = a.qs ? a.qs + e0 : nullptr;
+    as.xf = a.xf ? a.xf + e0 : nullptr;
+    as.d = a.d ? a.d + e0 / (F::act == 3 ? 256 : 32) : nullptr;
+    as.s = a.s ? a.s + e0 / 32 : nullptr;
+    as.bsum = a.bsum ? a.bsum + e0 / 16 : nullptr;
+    const int64_t n_items = min64(units_per_slice, units - u0) * items_per_unit;
+    const uint8_t* cur = bufs + (sl & 1) * pitch;
+    for (int64_t it = lane; it < n_items; it += 32) F::template item_dot<M>(cur, it, &as, k, m, acc);
+    warp_sync();  // the slice is read before issue(sl + 2) overwrites it
   }
-  if (warp < rows_here) {
 #pragma unroll
-    for (int j = 0; j < M; ++j) {
-      if (j >= m) continue;
-      const float v = warp_sum(acc[j]);
-      if (lane == 0) y[j * n_rows + row0 + warp] = v;
-    }
+  for (int j = 0; j < M; ++j) {
+    if (j >= m) continue;
+    const float v = warp_sum(acc[j]);
+    if (lane == 0) y[j * n_rows + row] = v;
   }
 }
 
@@ -188,17 +190,18 @@ void gemv(const Stream& s, DeviceView<const W, 2> w, DeviceView<const float, 2> 
   a.xf = x.data();
   if constexpr (F::act != 0) a = quantize_act(s, F::act, x.data(), m * k, workspace);
 
-  // Slices of whole "units" (the larger of a block and an item), at most 4 KB
-  // a row, copied in the widest pieces that the row length allows.
+  // Slices of whole "units" (the larger of a block and an item), about 2 KB
+  // a row (two per warp in flight), copied in the widest pieces that the row
+  // length allows.
   const int64_t unit_elems = std::max<int64_t>(F::block_elems, F::item_elems);
   const int64_t unit_bytes = unit_elems / F::block_elems * F::block_bytes;
   const int64_t row_bytes = w.dim(1) * static_cast<int64_t>(sizeof(W));
   const int width = dev::copy_width(static_cast<uint64_t>(row_bytes));
   const int64_t align_units = width / std::gcd<int64_t>(unit_bytes, width);
-  int64_t per_slice = std::max<int64_t>(1, 4096 / unit_bytes) / align_units * align_units;
-  per_slice = std::max(per_slice, align_units);
+  int64_t per_slice = std::max<int64_t>(1, 2048 / unit_bytes) / align_units * align_units;
+  per_slice = std::min(std::max(per_slice, align_units), row_bytes / unit_bytes);
   const int64_t pitch = (per_slice * unit_bytes + 15) / 16 * 16;
-  const auto smem = static_cast<size_t>(pitch * dev::kRowsPerBlock);
+  const auto smem = static_cast<size_t>(2 * pitch * dev::kRowsPerBlock);
   const auto grid = static_cast<unsigned>(detail::ceil_div(n, dev::kRowsPerBlock));
   const auto* wp = reinterpret_cast<const uint8_t*>(w.data());
   if (m == 1)
