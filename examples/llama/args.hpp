@@ -24,6 +24,10 @@ struct Args {
   int n_batch = 512;
   int bench_reps = 3;
   bool chat = false, bench = false, help = false, print_ids = false;
+  std::string perplexity;  // text file to score (--perplexity)
+  std::string kl_base;     // --kl-divergence-base: written by --perplexity, read by --kl-divergence
+  bool kl_divergence = false;
+  int chunks = -1;         // --chunks: most chunks scored (-1: all)
   std::string kv = "static", kv_type = "f32";
   tessera::kv::KvSpec kv_spec;  // parsed from kv and kv_type
   tessera::sample::SamplerParams sampling;
@@ -49,7 +53,14 @@ inline const char* usage() {
          "      --kv-type T        KV storage: f32 | f16 | q8_0 (default f32)\n"
          "      --bench            prefill (pp128, pp512) and decode (tg128) speed, tokens/s\n"
          "      --reps N           repetitions per --bench test (default 3)\n"
-         "      --ids              print the generated token ids at the end\n";
+         "      --ids              print the generated token ids at the end\n"
+         "      --perplexity FILE  perplexity of a text file as llama-perplexity computes it: chunks of\n"
+         "                         -c tokens (default 512), BOS first, the second half scored\n"
+         "      --chunks N         score at most N chunks\n"
+         "      --kl-divergence-base FILE  with --perplexity: also write every scored position's\n"
+         "                         log-probabilities to FILE (llama-perplexity's format)\n"
+         "      --kl-divergence    compare with the --kl-divergence-base FILE (written by tessera or by\n"
+         "                         llama-perplexity): KL divergence, same top token, delta p, PPL ratio\n";
 }
 
 namespace detail {
@@ -101,8 +112,17 @@ inline Args parse(int argc, char** argv) {
     else if (f == "--ids") a.print_ids = true;
     else if (f == "--kv") a.kv = value();
     else if (f == "--kv-type") a.kv_type = value();
+    else if (f == "--perplexity") a.perplexity = value();
+    else if (f == "--chunks") a.chunks = integer(1);
+    else if (f == "--kl-divergence-base") a.kl_base = value();
+    else if (f == "--kl-divergence") a.kl_divergence = true;
     else tessera::fail("unknown flag '", f, "' (see --help)");
   }
+  tessera::check(!a.kl_divergence || !a.kl_base.empty(), "--kl-divergence needs --kl-divergence-base FILE");
+  tessera::check(!a.kl_divergence || a.perplexity.empty(),
+                 "--kl-divergence scores the base file's own tokens: leave out --perplexity");
+  tessera::check(a.kl_base.empty() || a.kl_divergence || !a.perplexity.empty(),
+                 "--kl-divergence-base FILE needs --perplexity TEXT (to write it) or --kl-divergence (to read it)");
   tessera::sample::validate(a.sampling);  // names a bad sampling value
   a.kv_spec = tessera::kv::parse_kv_spec(a.kv, tessera::kv::parse_kv_type(a.kv_type));
   return a;

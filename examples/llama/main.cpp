@@ -1,6 +1,7 @@
 // tessera-llama: runs a llama-family GGUF model. Generates from a prompt
-// (streaming), chats with the model's template (--chat), or measures prefill
-// and decode speed (--bench). Bad input prints one line and exits non-zero.
+// (streaming), chats with the model's template (--chat), measures prefill and
+// decode speed (--bench), or scores a text (--perplexity, --kl-divergence).
+// Bad input prints one line and exits non-zero.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include <string>
 
 #include "args.hpp"
+#include "score.hpp"
 #include "tessera/core/parallel.hpp"
 #include "tessera/io/chat_template.hpp"
 #include "tessera/io/tokenizer.hpp"
@@ -177,6 +179,13 @@ int main(int argc, char** argv) {
     const auto model = models::LlamaModel::load(path);
     if (a.bench) return run_bench(a, model, path);
     const io::Tokenizer tok = io::Tokenizer::from_spec(io::tokenizer_spec_from_gguf(model->file().meta()));
+    if (!a.perplexity.empty() || a.kl_divergence) {
+      // Chunks of -c tokens (llama-perplexity's default 512); KL takes the base file's chunk size.
+      int n_ctx = a.n_ctx > 0 ? a.n_ctx : 512;
+      if (a.kl_divergence && a.n_ctx == 0) n_ctx = io::LogProbReader::open(a.kl_base).layout().n_ctx;
+      models::LlamaContext sctx(model, n_ctx, std::min(a.n_batch, n_ctx), a.kv_spec);
+      return a.kl_divergence ? llama_cli::run_kl_divergence(a, sctx, tok) : llama_cli::run_perplexity(a, sctx, tok);
+    }
     models::LlamaContext ctx(model, a.n_ctx, a.n_batch, a.kv_spec);
     if (a.chat) {
       const auto tmpl = io::ChatTemplate::from_source(model->file().meta().get<std::string>("tokenizer.chat_template"));

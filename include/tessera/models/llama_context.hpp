@@ -6,6 +6,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <vector>
@@ -50,12 +51,29 @@ class LlamaContext {
   /// Appends tokens at positions n_past.. and returns the logits after the last one [n_vocab].
   /// Error when the cache cannot hold them.  Prefill runs as batches of n_batch (matrix-matrix).
   std::span<const float> eval(std::span<const int32_t> tokens) {
-    check(!tokens.empty(), "eval: no tokens");
-    check(n_past() + static_cast<int64_t>(tokens.size()) <= n_ctx_, "context full: ", n_past(), " + ",
-          tokens.size(), " tokens exceed the context of ", n_ctx_);
+    check_fits(tokens);
     for (size_t i = 0; i < tokens.size(); i += static_cast<size_t>(n_batch_))
-      forward(tokens.subspan(i, std::min(tokens.size() - i, static_cast<size_t>(n_batch_))));
+      forward(tokens.subspan(i, std::min(tokens.size() - i, static_cast<size_t>(n_batch_))), {});
     return logits_.span();
+  }
+
+  /// Appends tokens like eval() and returns the logits at every one of them,
+  /// [n_tokens, n_vocab]: row i scores the token that follows tokens[i] (scoring
+  /// a text, verifying a draft).  Opt-in: its buffer is allocated on first use
+  /// and grows to the longest call, so eval() stays as it was.  The output
+  /// projection runs over all rows: O(n_tokens n_vocab n_embd) more than eval().
+  /// The view is valid until the next eval or eval_all.
+  TensorView<const float, 2> eval_all(std::span<const int32_t> tokens) {
+    check_fits(tokens);
+    const auto n = static_cast<int64_t>(tokens.size());
+    if (all_logits_.dim(0) < n) all_logits_ = Tensor<float, 2>({n, c_.n_vocab});
+    for (size_t i = 0; i < tokens.size(); i += static_cast<size_t>(n_batch_)) {
+      const size_t m = std::min(tokens.size() - i, static_cast<size_t>(n_batch_));
+      forward(tokens.subspan(i, m), all_logits_.narrow(0, static_cast<int64_t>(i), static_cast<int64_t>(i + m)));
+    }
+    const auto rows = all_logits_.narrow(0, 0, n);
+    std::copy_n(&rows(n - 1, 0), c_.n_vocab, logits_.data());  // eval()'s logits stay the last row's
+    return rows;
   }
 
  private:
@@ -84,14 +102,21 @@ class LlamaContext {
   static TensorView<float, 2> rows(Tensor<float, 2>& t, int64_t n) { return t.view().narrow(0, 0, n); }
   static TensorView<float, 3> heads(TensorView<float, 2> m, int64_t n_heads) { return m.unflatten_last(n_heads); }
 
-  void forward(std::span<const int32_t> tokens) {
+  void check_fits(std::span<const int32_t> tokens) const {
+    check(!tokens.empty(), "eval: no tokens");
+    check(n_past() + static_cast<int64_t>(tokens.size()) <= n_ctx_, "context full: ", n_past(), " + ",
+          tokens.size(), " tokens exceed the context of ", n_ctx_);
+  }
+
+  // all: logits of every row (eval_all), else only the last row's into logits_.
+  void forward(std::span<const int32_t> tokens, TensorView<float, 2> all) {
     const auto T = static_cast<int64_t>(tokens.size());
     kv::Append append(*kv_, T);  // on an exception the cache keeps exactly the positions it had
-    forward_layers(tokens, append.positions());
+    forward_layers(tokens, append.positions(), all);
     append.commit();
   }
 
-  void forward_layers(std::span<const int32_t> tokens, std::span<const int32_t> pos) {
+  void forward_layers(std::span<const int32_t> tokens, std::span<const int32_t> pos, TensorView<float, 2> all) {
     const auto T = static_cast<int64_t>(tokens.size());
     auto x = rows(x_, T), xn = rows(xn_, T), tmp = rows(tmp_, T), q = rows(q_, T), k = rows(k_, T), v = rows(v_, T),
          attn = rows(attn_, T), gate = rows(gate_, T), up = rows(up_, T);
@@ -120,6 +145,11 @@ class LlamaContext {
       nn::linear(w.w_down, gate, tmp, ws_);
       nn::add(x, tmp, x);
     }
+    if (!all.empty()) {
+      nn::rms_norm(x, model_->output_norm(), c_.rms_eps, xn);
+      nn::linear(model_->output(), xn, all, ws_);
+      return;
+    }
     // logits of the last token only: that is all generation needs
     auto last = x.narrow(0, T - 1, T), last_n = xn.narrow(0, 0, 1);
     nn::rms_norm(last, model_->output_norm(), c_.rms_eps, last_n);
@@ -130,6 +160,7 @@ class LlamaContext {
   LlamaConfig c_;  // a copy: keeps the context movable
   int n_ctx_ = 0, n_batch_ = 0;
   Tensor<float, 2> x_, xn_, tmp_, q_, k_, v_, attn_, gate_, up_, logits_;
+  Tensor<float, 2> all_logits_;  // eval_all only, grown on use
   std::unique_ptr<kv::KvCache> kv_;
   nn::LinearWorkspace ws_;
   nn::AttentionWorkspace attn_ws_;
