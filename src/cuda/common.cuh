@@ -67,11 +67,9 @@ __device__ __forceinline__ uint16_t float_to_bf16_bits(float f) {
   return static_cast<uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
 }
 
-/// Unaligned-safe little-endian loads of 16 and 32 bits from quant blocks,
-/// whose fields sit at 2-byte offsets.
-__device__ __forceinline__ uint16_t load_u16(const uint8_t* p) {
-  return static_cast<uint16_t>(p[0] | (p[1] << 8));
-}
+/// Loads of 16 and 32 bits from quant blocks, whose fields sit at even byte
+/// offsets (every GGUF block size is even and rows start at even addresses).
+__device__ __forceinline__ uint16_t load_u16(const uint8_t* p) { return *reinterpret_cast<const uint16_t*>(p); }
 __device__ __forceinline__ int load_i32_2aligned(const uint8_t* p) {
   const auto* h = reinterpret_cast<const uint16_t*>(p);
   return static_cast<int>(h[0] | (static_cast<uint32_t>(h[1]) << 16));

@@ -1,6 +1,6 @@
 // Decode attention (flash-decoding): one query position per sequence. Block
 // (split s, KV head g, sequence b) reads the keys of slice s of head g once
-// for all the query heads that share it (up to 4 per block), 32 keys a tile,
+// for all the query heads that share it (up to 4 per block), 64 keys a tile,
 // double-buffered through shared memory by asynchronous copies. Scores: 8
 // lanes per key, each over head_dim / 8 dims. Softmax and P V: one warp per
 // query head. Each block leaves a partial (max, sum, output); a second kernel
@@ -13,7 +13,7 @@
 namespace tessera::cuda {
 namespace dev {
 
-constexpr int kTileKeys = 32, kDecodeThreads = 128, kMaxGroup = 4, kMaxSplits = 64;
+constexpr int kTileKeys = 64, kDecodeThreads = 128, kMaxGroup = 4, kMaxSplits = 64;
 
 template <KvElem E>
 __device__ __forceinline__ void load_dims(const uint8_t* row, int d0, int n, float* out) {
@@ -27,8 +27,18 @@ __device__ __forceinline__ void load_dims(const uint8_t* row, int d0, int n, flo
   } else {  // q8_0: block d0 / 32, n <= 32 dims inside one block
     const uint8_t* b = row + (d0 / 32) * 34;
     const float d = f16_bits_to_float(load_u16(b));
-    const auto* q = reinterpret_cast<const int8_t*>(b + 2 + d0 % 32);
-    for (int i = 0; i < n; ++i) out[i] = d * static_cast<float>(q[i]);
+    const uint8_t* q = b + 2 + d0 % 32;
+    if (n % 4 == 0) {
+      // int8 -> float without the (quarter-rate) conversion unit: byte q + 128 becomes
+      // the low mantissa bits of 2^23, one byte permute and one subtraction, exact.
+      for (int w = 0; w < n / 4; ++w) {
+        const uint32_t v = static_cast<uint32_t>(load_i32_2aligned(q + 4 * w)) ^ 0x80808080u;
+        for (int i = 0; i < 4; ++i)
+          out[4 * w + i] = d * (__uint_as_float(__byte_perm(v, 0x4b000000u, 0x7540u | i)) - 8388736.f);
+      }
+    } else {
+      for (int i = 0; i < n; ++i) out[i] = d * static_cast<float>(static_cast<int8_t>(q[i]));
+    }
   }
 }
 
@@ -95,10 +105,10 @@ __global__ void __launch_bounds__(kDecodeThreads, D >= 256 ? 2 : 4) decode_kerne
     }
     __syncthreads();
     const int nk = static_cast<int>(min64(kTileKeys, k1 - t0));
-    // Scores: warp w takes keys 8w .. 8w+7, four at a time (one per 8 lanes).
+    // Scores: warp w takes keys 16w .. 16w+15, four at a time (one per 8 lanes).
 #pragma unroll
-    for (int round = 0; round < 2; ++round) {
-      const int j = warp * 8 + round * 4 + lane / 8;
+    for (int round = 0; round < kTileKeys / 16; ++round) {
+      const int j = warp * (kTileKeys / 4) + round * 4 + lane / 8;
       float kd[kDimsPerLane];
       if (j < nk) load_dims<E>(kbuf + (buf * kTileKeys + j) * hb, oct * kDimsPerLane, kDimsPerLane, kd);
 #pragma unroll
@@ -115,11 +125,12 @@ __global__ void __launch_bounds__(kDecodeThreads, D >= 256 ? 2 : 4) decode_kerne
     }
     __syncthreads();
     if (warp < hg) {
-      const float sc = s_p[warp * kTileKeys + lane];
-      const float corr = online_softmax_rescale(warp_max(sc), m, l);
-      const float p = softmax_weight(sc, m);
-      l += warp_sum(p);
-      s_p[warp * kTileKeys + lane] = p;
+      const float sc0 = s_p[warp * kTileKeys + lane], sc1 = s_p[warp * kTileKeys + 32 + lane];
+      const float corr = online_softmax_rescale(warp_max(fmaxf(sc0, sc1)), m, l);
+      const float p0 = softmax_weight(sc0, m), p1 = softmax_weight(sc1, m);
+      l += warp_sum(p0 + p1);
+      s_p[warp * kTileKeys + lane] = p0;
+      s_p[warp * kTileKeys + 32 + lane] = p1;
       warp_sync();
 #pragma unroll
       for (int i = 0; i < kPvDims; ++i) acc[i] *= corr;

@@ -12,20 +12,19 @@ namespace tessera::cuda::dev {
 
 /// Activations of one GEMV vector as the integer formats want them: int8
 /// values, per-32 (q8_0/q8_1) or per-256 (q8_K) float scales that equal the
-/// CPU blocks' f16 (or float) scales exactly, q8_1's block sums, q8_K's per-16 sums.
+/// CPU blocks' f16 (or float) scales exactly, q8_1's block sums, and integer
+/// sums of the int8 values per 32 (q8_0 / q8_1) or per 16 (q8_K): offset formats
+/// use them to take the offset out of the integer dot product once per block
+/// instead of once per weight.
 /// xf is the float vector itself (f32/f16/bf16 weights).
 struct Act {
   const int8_t* qs;
   const float* d;
   const float* s;
-  const int16_t* bsum;
+  const int16_t* bsum;  // per 32 values (q8_0 / q8_1) or per 16 (q8_K)
   const float* xf;
 };
 
-// Per byte: q - c for bytes q >= 0 without borrows between bytes (bias by 0x80, subtract, unbias).
-__device__ __forceinline__ int sub_bytes(uint32_t q, uint32_t c) {
-  return static_cast<int>(((q | 0x80808080u) - c) ^ 0x80808080u);
-}
 // Bits 0..3 of h to bit 4 of bytes 0..3.
 __device__ __forceinline__ uint32_t spread_bit4(uint32_t h) {
   return ((h & 1u) << 4) | ((h & 2u) << 11) | ((h & 4u) << 18) | ((h & 8u) << 25);
@@ -40,19 +39,23 @@ struct FloatFmt {
   static constexpr int block_elems = 1, block_bytes = Bytes, item_elems = 8, act = 0;
   static __device__ __forceinline__ float to_f(const uint8_t* p);
   static __device__ __forceinline__ float elem(const uint8_t* row, int64_t e) { return to_f(row + e * Bytes); }
-  template <int M>
-  static __device__ __forceinline__ void item_dot(const uint8_t* row, int64_t item, const Act* a, int64_t k, int m,
-                                                  float (&acc)[M]) {
-    float w[8];
+  template <int M, int R>
+  static __device__ __forceinline__ void item_dot(const uint8_t* const (&rows)[R], int64_t item, const Act* a,
+                                                  int64_t k, int m, float (&acc)[R][M]) {
+    float w[R][8];
 #pragma unroll
-    for (int i = 0; i < 8; ++i) w[i] = to_f(row + (item * 8 + i) * Bytes);
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int i = 0; i < 8; ++i) w[r][i] = to_f(rows[r] + (item * 8 + i) * Bytes);
 #pragma unroll
     for (int j = 0; j < M; ++j) {
       if (j >= m) continue;
       const float4* x = reinterpret_cast<const float4*>(a->xf + j * k + item * 8);
       const float4 x0 = x[0], x1 = x[1];
-      acc[j] += w[0] * x0.x + w[1] * x0.y + w[2] * x0.z + w[3] * x0.w + w[4] * x1.x + w[5] * x1.y + w[6] * x1.z +
-                w[7] * x1.w;
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+        acc[r][j] += w[r][0] * x0.x + w[r][1] * x0.y + w[r][2] * x0.z + w[r][3] * x0.w + w[r][4] * x1.x +
+                     w[r][5] * x1.y + w[r][6] * x1.z + w[r][7] * x1.w;
     }
   }
 };
@@ -71,8 +74,7 @@ __device__ __forceinline__ int nibble(const uint8_t* qs, int e) { return e < 16 
 
 // Eight words of 4 weights each (elements 4i..4i+3 in word i for i < 4, 16 + 4(i-4).. for i >= 4)
 // against the matching activation words; returns the integer sum.
-__device__ __forceinline__ int dot32(const int (&w)[8], const int8_t* x) {
-  const int4 x0 = reinterpret_cast<const int4*>(x)[0], x1 = reinterpret_cast<const int4*>(x)[1];
+__device__ __forceinline__ int dot32(const int (&w)[8], const int4 x0, const int4 x1) {
   int s = dp4a(w[0], x0.x, 0);
   s = dp4a(w[1], x0.y, s); s = dp4a(w[2], x0.z, s); s = dp4a(w[3], x0.w, s);
   s = dp4a(w[4], x1.x, s); s = dp4a(w[5], x1.y, s); s = dp4a(w[6], x1.z, s); s = dp4a(w[7], x1.w, s);
@@ -93,28 +95,43 @@ __device__ __forceinline__ void add_high_bits(const uint8_t* qh, int (&w)[8]) {
   for (int i = 0; i < 8; ++i) w[i] |= static_cast<int>(spread_bit4(h >> (4 * i)));
 }
 
+// Signed formats store q + kOffset in 0 .. 2 kOffset - 1 (q4_0: 8, q5_0: 16): the
+// integer dot product runs on the stored unsigned values and subtracts
+// kOffset * sum(x) once.
 template <class Derived, int Bytes, bool Offset>
 struct Block32Fmt {
   static constexpr int block_elems = 32, block_bytes = Bytes, item_elems = 32, act = Offset ? 2 : 1;
-  template <int M>
-  static __device__ __forceinline__ void item_dot(const uint8_t* row, int64_t item, const Act* a, int64_t k, int m,
-                                                  float (&acc)[M]) {
-    const uint8_t* b = row + item * Bytes;
-    int w[8];
-    Derived::words(b, w);
-    const float d = h2f(b);
+  template <int M, int R>
+  static __device__ __forceinline__ void item_dot(const uint8_t* const (&rows)[R], int64_t item, const Act* a,
+                                                  int64_t k, int m, float (&acc)[R][M]) {
+    int w[R][8];
+    float d[R], mn[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* b = rows[r] + item * Bytes;
+      Derived::words(b, w[r]);
+      d[r] = h2f(b);
+      mn[r] = Offset ? h2f(b + 2) : 0.f;
+    }
 #pragma unroll
     for (int j = 0; j < M; ++j) {
       if (j >= m) continue;
-      const int isum = dot32(w, a->qs + j * k + item * 32);
+      const int4* x = reinterpret_cast<const int4*>(a->qs + j * k + item * 32);
+      const int4 x0 = x[0], x1 = x[1];
       const float dx = a->d[j * (k / 32) + item];
-      float v = fmaf(d * dx, static_cast<float>(isum), 0.f);
-      if constexpr (Offset) v = fmaf(h2f(b + 2), a->s[j * (k / 32) + item], v);
-      acc[j] += v;
+      const float sx = Offset ? a->s[j * (k / 32) + item] : 0.f;
+      const int off = Derived::kOffset ? Derived::kOffset * a->bsum[j * (k / 32) + item] : 0;
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        float v = d[r] * dx * static_cast<float>(dot32(w[r], x0, x1) - off);
+        if constexpr (Offset) v = fmaf(mn[r], sx, v);
+        acc[r][j] += v;
+      }
     }
   }
 };
 template <> struct Fmt<block_q8_0> : Block32Fmt<Fmt<block_q8_0>, 34, false> {
+  static constexpr int kOffset = 0;
   static __device__ __forceinline__ void words(const uint8_t* b, int (&w)[8]) {
 #pragma unroll
     for (int i = 0; i < 8; ++i) w[i] = load_i32_2aligned(b + 2 + 4 * i);
@@ -125,17 +142,15 @@ template <> struct Fmt<block_q8_0> : Block32Fmt<Fmt<block_q8_0>, 34, false> {
   }
 };
 template <> struct Fmt<block_q4_0> : Block32Fmt<Fmt<block_q4_0>, 18, false> {
-  static __device__ __forceinline__ void words(const uint8_t* b, int (&w)[8]) {
-    nibble_words(b + 2, w);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) w[i] = sub_bytes(static_cast<uint32_t>(w[i]), 0x08080808u);
-  }
+  static constexpr int kOffset = 8;
+  static __device__ __forceinline__ void words(const uint8_t* b, int (&w)[8]) { nibble_words(b + 2, w); }
   static __device__ __forceinline__ float elem(const uint8_t* row, int64_t e) {
     const uint8_t* b = row + (e / 32) * 18;
     return h2f(b) * static_cast<float>(nibble(b + 2, static_cast<int>(e % 32)) - 8);
   }
 };
 template <> struct Fmt<block_q4_1> : Block32Fmt<Fmt<block_q4_1>, 20, true> {
+  static constexpr int kOffset = 0;
   static __device__ __forceinline__ void words(const uint8_t* b, int (&w)[8]) { nibble_words(b + 4, w); }
   static __device__ __forceinline__ float elem(const uint8_t* row, int64_t e) {
     const uint8_t* b = row + (e / 32) * 20;
@@ -143,11 +158,10 @@ template <> struct Fmt<block_q4_1> : Block32Fmt<Fmt<block_q4_1>, 20, true> {
   }
 };
 template <> struct Fmt<block_q5_0> : Block32Fmt<Fmt<block_q5_0>, 22, false> {
+  static constexpr int kOffset = 16;
   static __device__ __forceinline__ void words(const uint8_t* b, int (&w)[8]) {
     nibble_words(b + 6, w);
     add_high_bits(b + 2, w);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) w[i] = sub_bytes(static_cast<uint32_t>(w[i]), 0x10101010u);
   }
   static __device__ __forceinline__ float elem(const uint8_t* row, int64_t e) {
     const uint8_t* b = row + (e / 32) * 22;
@@ -157,6 +171,7 @@ template <> struct Fmt<block_q5_0> : Block32Fmt<Fmt<block_q5_0>, 22, false> {
   }
 };
 template <> struct Fmt<block_q5_1> : Block32Fmt<Fmt<block_q5_1>, 24, true> {
+  static constexpr int kOffset = 0;
   static __device__ __forceinline__ void words(const uint8_t* b, int (&w)[8]) {
     nibble_words(b + 8, w);
     add_high_bits(b + 4, w);
@@ -185,38 +200,46 @@ __device__ __forceinline__ void q4_K_scale_min(const uint8_t* s, int j, int& sc,
 // q4_K: items of 64 elements (pair p of sub-blocks 2p and 2p+1 share 32 qs bytes).
 template <> struct Fmt<block_q4_K> {
   static constexpr int block_elems = 256, block_bytes = 144, item_elems = 64, act = 3;
-  template <int M>
-  static __device__ __forceinline__ void item_dot(const uint8_t* row, int64_t item, const Act* a, int64_t k, int m,
-                                                  float (&acc)[M]) {
-    const uint8_t* b = row + (item / 4) * 144;
+  template <int M, int R>
+  static __device__ __forceinline__ void item_dot(const uint8_t* const (&rows)[R], int64_t item, const Act* a,
+                                                  int64_t k, int m, float (&acc)[R][M]) {
     const int p = static_cast<int>(item % 4);
-    int lo[8], hi[8];
+    int lo[R][8], hi[R][8], sc0[R], mn0[R], sc1[R], mn1[R];
+    float d[R], dmin[R];
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const uint32_t v = static_cast<uint32_t>(load_i32_2aligned(b + 16 + 32 * p + 4 * i));
-      lo[i] = static_cast<int>(v & 0x0f0f0f0fu);
-      hi[i] = static_cast<int>((v >> 4) & 0x0f0f0f0fu);
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* b = rows[r] + (item / 4) * 144;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const uint32_t v = static_cast<uint32_t>(load_i32_2aligned(b + 16 + 32 * p + 4 * i));
+        lo[r][i] = static_cast<int>(v & 0x0f0f0f0fu);
+        hi[r][i] = static_cast<int>((v >> 4) & 0x0f0f0f0fu);
+      }
+      q4_K_scale_min(b + 4, 2 * p, sc0[r], mn0[r]);
+      q4_K_scale_min(b + 4, 2 * p + 1, sc1[r], mn1[r]);
+      d[r] = h2f(b);
+      dmin[r] = h2f(b + 2);
     }
-    int sc0, mn0, sc1, mn1;
-    q4_K_scale_min(b + 4, 2 * p, sc0, mn0);
-    q4_K_scale_min(b + 4, 2 * p + 1, sc1, mn1);
-    const float d = h2f(b), dmin = h2f(b + 2);
 #pragma unroll
     for (int j = 0; j < M; ++j) {
       if (j >= m) continue;
       const int4* x = reinterpret_cast<const int4*>(a->qs + j * k + item * 64);
       const int4 xs[4] = {x[0], x[1], x[2], x[3]};
       const int* xi = reinterpret_cast<const int*>(xs);
-      int s0 = 0, s1 = 0;
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        s0 = dp4a(lo[i], xi[i], s0);
-        s1 = dp4a(hi[i], xi[8 + i], s1);
-      }
       const int16_t* bs = a->bsum + j * (k / 16) + item * 4;
-      const int smin = mn0 * (bs[0] + bs[1]) + mn1 * (bs[2] + bs[3]);
+      const int bs0 = bs[0] + bs[1], bs1 = bs[2] + bs[3];
       const float dx = a->d[j * (k / 256) + item / 4];
-      acc[j] += fmaf(-dmin * dx, static_cast<float>(smin), d * dx * static_cast<float>(sc0 * s0 + sc1 * s1));
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        int s0 = 0, s1 = 0;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          s0 = dp4a(lo[r][i], xi[i], s0);
+          s1 = dp4a(hi[r][i], xi[8 + i], s1);
+        }
+        const int smin = mn0[r] * bs0 + mn1[r] * bs1;
+        acc[r][j] += fmaf(-dmin[r] * dx, static_cast<float>(smin), d[r] * dx * static_cast<float>(sc0[r] * s0 + sc1[r] * s1));
+      }
     }
   }
   static __device__ __forceinline__ float elem(const uint8_t* row, int64_t e) {
@@ -233,31 +256,41 @@ template <> struct Fmt<block_q4_K> {
 // (low nibble for g < 2, high otherwise), qh byte 32h + l (bits 2g, 2g+1), scales e/16.
 template <> struct Fmt<block_q6_K> {
   static constexpr int block_elems = 256, block_bytes = 210, item_elems = 32, act = 3;
-  template <int M>
-  static __device__ __forceinline__ void item_dot(const uint8_t* row, int64_t item, const Act* a, int64_t k, int m,
-                                                  float (&acc)[M]) {
-    const uint8_t* b = row + (item / 8) * 210;
+  template <int M, int R>
+  static __device__ __forceinline__ void item_dot(const uint8_t* const (&rows)[R], int64_t item, const Act* a,
+                                                  int64_t k, int m, float (&acc)[R][M]) {
     const int t = static_cast<int>(item % 8), h = t / 4, g = t % 4;
-    int w[8];
+    int w[R][8], sa[R], sb[R];
+    float d[R];
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const uint32_t ql = static_cast<uint32_t>(load_i32_2aligned(b + 64 * h + 32 * (g & 1) + 4 * i));
-      const uint32_t qh = static_cast<uint32_t>(load_i32_2aligned(b + 128 + 32 * h + 4 * i));
-      const uint32_t q = ((g < 2 ? ql : ql >> 4) & 0x0f0f0f0fu) | (((qh >> (2 * g)) & 0x03030303u) << 4);
-      w[i] = sub_bytes(q, 0x20202020u);
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* b = rows[r] + (item / 8) * 210;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const uint32_t ql = static_cast<uint32_t>(load_i32_2aligned(b + 64 * h + 32 * (g & 1) + 4 * i));
+        const uint32_t qh = static_cast<uint32_t>(load_i32_2aligned(b + 128 + 32 * h + 4 * i));
+        const uint32_t q = ((g < 2 ? ql : ql >> 4) & 0x0f0f0f0fu) | (((qh >> (2 * g)) & 0x03030303u) << 4);
+        w[r][i] = static_cast<int>(q);  // 0..63; the -32 comes out through the per-16 sums
+      }
+      sa[r] = static_cast<int8_t>(b[192 + 8 * h + 2 * g]);
+      sb[r] = static_cast<int8_t>(b[192 + 8 * h + 2 * g + 1]);
+      d[r] = h2f(b + 208);
     }
-    const int sa = static_cast<int8_t>(b[192 + 8 * h + 2 * g]), sb = static_cast<int8_t>(b[192 + 8 * h + 2 * g + 1]);
-    const float d = h2f(b + 208);
 #pragma unroll
     for (int j = 0; j < M; ++j) {
       if (j >= m) continue;
       const int4* x = reinterpret_cast<const int4*>(a->qs + j * k + item * 32);
       const int4 x0 = x[0], x1 = x[1];
-      int s0 = dp4a(w[0], x0.x, 0), s1 = dp4a(w[4], x1.x, 0);
-      s0 = dp4a(w[1], x0.y, s0); s0 = dp4a(w[2], x0.z, s0); s0 = dp4a(w[3], x0.w, s0);
-      s1 = dp4a(w[5], x1.y, s1); s1 = dp4a(w[6], x1.z, s1); s1 = dp4a(w[7], x1.w, s1);
       const float dx = a->d[j * (k / 256) + item / 8];
-      acc[j] = fmaf(d * dx, static_cast<float>(sa * s0 + sb * s1), acc[j]);
+      const int16_t* bs = a->bsum + j * (k / 16) + (item / 8) * 16 + 8 * h + 2 * g;
+      const int off0 = 32 * bs[0], off1 = 32 * bs[1];
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        int s0 = dp4a(w[r][0], x0.x, -off0), s1 = dp4a(w[r][4], x1.x, -off1);
+        s0 = dp4a(w[r][1], x0.y, s0); s0 = dp4a(w[r][2], x0.z, s0); s0 = dp4a(w[r][3], x0.w, s0);
+        s1 = dp4a(w[r][5], x1.y, s1); s1 = dp4a(w[r][6], x1.z, s1); s1 = dp4a(w[r][7], x1.w, s1);
+        acc[r][j] = fmaf(d[r] * dx, static_cast<float>(sa[r] * s0 + sb[r] * s1), acc[r][j]);
+      }
     }
   }
   static __device__ __forceinline__ float elem(const uint8_t* row, int64_t e) {

@@ -25,9 +25,10 @@ __device__ __forceinline__ void int8_scale(float amax, float& d, float& inv) {
   if (!(amax > 0.f) || !isfinite(inv)) d = inv = 0.f;
 }
 
-// One warp per 32 values (kind 1: q8_0, 2: q8_1).
+// One warp per 32 values (kind 1: q8_0, 2: q8_1); sums[blk] = sum of the block's q.
 template <int Kind>
-__global__ void quantize32_kernel(const float* __restrict__ x, int64_t n_blocks, int8_t* qs, float* ds, float* ss) {
+__global__ void quantize32_kernel(const float* __restrict__ x, int64_t n_blocks, int8_t* qs, float* ds, float* ss,
+                                  int16_t* sums) {
   const int64_t blk = blockIdx.x * int64_t{8} + threadIdx.x / 32;
   if (blk >= n_blocks) return;
   const int lane = threadIdx.x % 32;
@@ -38,6 +39,7 @@ __global__ void quantize32_kernel(const float* __restrict__ x, int64_t n_blocks,
   qs[blk * 32 + lane] = static_cast<int8_t>(q);
   const int sum = warp_sum(q);
   if (lane == 0) {
+    sums[blk] = static_cast<int16_t>(sum);
     ds[blk] = f16_bits_to_float(float_to_f16_bits(d));
     if (Kind == 2) ss[blk] = f16_bits_to_float(float_to_f16_bits(d * static_cast<float>(sum)));
   }
@@ -69,35 +71,44 @@ __global__ void quantize256_kernel(const float* __restrict__ x, int64_t n_blocks
   if (lane == 0) ds[blk] = d;
 }
 
-constexpr int kRowsPerBlock = 8;  // one warp per row
+// One row per warp measured faster than two rows sharing activation loads
+// (f32: 0.87 against 0.69 of copy bandwidth; see docs/cuda.md), so R = 1.
+constexpr int kWarps = 8, kRowsPerWarp = 1, kRowsPerBlock = kWarps * kRowsPerWarp;
 
-// Each warp owns one row and streams it through two shared-memory slices
-// (copy slice s+1 while reducing slice s); warps never wait for each other.
+// Each warp owns kRowsPerWarp rows and streams them through two shared-memory
+// slices each (copy slice s+1 while reducing slice s); warps never wait for
+// each other. Rows of one warp share every activation load.
 template <class W, int M>
 __global__ void __launch_bounds__(256) gemv_kernel(const uint8_t* __restrict__ w, int64_t n_rows, int64_t row_bytes,
                                                    int64_t unit_bytes, int64_t units_per_slice, int width, Act a,
                                                    int64_t k, int m, float* __restrict__ y) {
   using F = Fmt<W>;
+  constexpr int R = kRowsPerWarp;
   constexpr int64_t unit_elems = F::block_elems > F::item_elems ? F::block_elems : F::item_elems;
   constexpr int64_t items_per_unit = unit_elems / F::item_elems;
   extern __shared__ __align__(16) uint8_t smem[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + warp;
-  if (row >= n_rows) return;  // no block-wide barrier below
+  const int64_t row0 = (blockIdx.x * int64_t{kWarps} + warp) * R;
+  if (row0 >= n_rows) return;  // no block-wide barrier below
+  const int rows_here = static_cast<int>(min64(R, n_rows - row0));
   const int64_t slice_bytes = units_per_slice * unit_bytes, pitch = (slice_bytes + 15) / 16 * 16;
-  uint8_t* bufs = smem + warp * 2 * pitch;
-  const uint8_t* src = w + row * row_bytes;
+  uint8_t* bufs = smem + warp * 2 * R * pitch;  // [slice parity][row][pitch]
   const int64_t units = row_bytes / unit_bytes;
   const int64_t n_slices = (units + units_per_slice - 1) / units_per_slice;
   auto issue = [&](int64_t sl) {
     const int64_t b0 = sl * slice_bytes, bytes = min64(slice_bytes, row_bytes - b0);
-    uint8_t* dst = bufs + (sl & 1) * pitch;
-    for (int64_t off = lane * width; off < bytes; off += 32 * width) copy_async_any(width, dst + off, src + b0 + off);
+    for (int r = 0; r < rows_here; ++r) {
+      uint8_t* dst = bufs + ((sl & 1) * R + r) * pitch;
+      const uint8_t* src = w + (row0 + r) * row_bytes + b0;
+      for (int64_t off = lane * width; off < bytes; off += 32 * width) copy_async_any(width, dst + off, src + off);
+    }
     copy_async_commit();
   };
-  float acc[M];
+  float acc[R][M];
 #pragma unroll
-  for (int j = 0; j < M; ++j) acc[j] = 0.f;
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int j = 0; j < M; ++j) acc[r][j] = 0.f;
   issue(0);
   for (int64_t sl = 0; sl < n_slices; ++sl) {
     if (sl + 1 < n_slices) {
@@ -113,18 +124,23 @@ __global__ void __launch_bounds__(256) gemv_kernel(const uint8_t* __restrict__ w
     as.xf = a.xf ? a.xf + e0 : nullptr;
     as.d = a.d ? a.d + e0 / (F::act == 3 ? 256 : 32) : nullptr;
     as.s = a.s ? a.s + e0 / 32 : nullptr;
-    as.bsum = a.bsum ? a.bsum + e0 / 16 : nullptr;
+    as.bsum = a.bsum ? a.bsum + e0 / (F::act == 3 ? 16 : 32) : nullptr;
     const int64_t n_items = min64(units_per_slice, units - u0) * items_per_unit;
-    const uint8_t* cur = bufs + (sl & 1) * pitch;
-    for (int64_t it = lane; it < n_items; it += 32) F::template item_dot<M>(cur, it, &as, k, m, acc);
+    const uint8_t* rows[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) rows[r] = bufs + ((sl & 1) * R + (r < rows_here ? r : 0)) * pitch;  // a missing row repeats row 0
+#pragma unroll 2
+    for (int64_t it = lane; it < n_items; it += 32) F::template item_dot<M, R>(rows, it, &as, k, m, acc);
     warp_sync();  // the slice is read before issue(sl + 2) overwrites it
   }
 #pragma unroll
-  for (int j = 0; j < M; ++j) {
-    if (j >= m) continue;
-    const float v = warp_sum(acc[j]);
-    if (lane == 0) y[j * n_rows + row] = v;
-  }
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int j = 0; j < M; ++j) {
+      if (j >= m) continue;
+      const float v = warp_sum(acc[r][j]);
+      if (lane == 0 && r < rows_here) y[j * n_rows + row0 + r] = v;
+    }
 }
 
 }  // namespace dev
@@ -150,12 +166,13 @@ dev::Act quantize_act(const Stream& s, int kind, const float* x, int64_t mk, Dev
     dev::quantize256_kernel<<<static_cast<unsigned>(detail::ceil_div(nb, 8)), 256, 0, st>>>(x, nb, qs, d, bs);
   } else {
     float* sums = kind == 2 ? c.take<float>(mk / 32) : nullptr;
+    auto* qsum = c.take<int16_t>(mk / 32);
     a.s = sums;
+    a.bsum = qsum;
     const int64_t nb = mk / 32;
-    if (kind == 2)
-      dev::quantize32_kernel<2><<<static_cast<unsigned>(detail::ceil_div(nb, 8)), 256, 0, st>>>(x, nb, qs, d, sums);
-    else
-      dev::quantize32_kernel<1><<<static_cast<unsigned>(detail::ceil_div(nb, 8)), 256, 0, st>>>(x, nb, qs, d, sums);
+    const auto grid = static_cast<unsigned>(detail::ceil_div(nb, 8));
+    if (kind == 2) dev::quantize32_kernel<2><<<grid, 256, 0, st>>>(x, nb, qs, d, sums, qsum);
+    else dev::quantize32_kernel<1><<<grid, 256, 0, st>>>(x, nb, qs, d, sums, qsum);
   }
   detail::check_launch("quantize activations");
   return a;
@@ -171,7 +188,7 @@ size_t gemv_workspace_bytes(int64_t k) {
   } else {
     using C = detail::Carver;
     return C::bytes_for<int8_t>(k) + C::bytes_for<float>(k / 32) * (kind == 2 ? 2 : 1) +
-           (kind == 3 ? C::bytes_for<int16_t>(k / 16) : 0);
+           C::bytes_for<int16_t>(kind == 3 ? k / 16 : k / 32);
   }
 }
 
@@ -191,7 +208,7 @@ void gemv(const Stream& s, DeviceView<const W, 2> w, DeviceView<const float, 2> 
   if constexpr (F::act != 0) a = quantize_act(s, F::act, x.data(), m * k, workspace);
 
   // Slices of whole "units" (the larger of a block and an item), about 2 KB
-  // a row (two per warp in flight), copied in the widest pieces that the row
+  // a row (two per row in flight), copied in the widest pieces that the row
   // length allows.
   const int64_t unit_elems = std::max<int64_t>(F::block_elems, F::item_elems);
   const int64_t unit_bytes = unit_elems / F::block_elems * F::block_bytes;
@@ -201,9 +218,17 @@ void gemv(const Stream& s, DeviceView<const W, 2> w, DeviceView<const float, 2> 
   int64_t per_slice = std::max<int64_t>(1, 2048 / unit_bytes) / align_units * align_units;
   per_slice = std::min(std::max(per_slice, align_units), row_bytes / unit_bytes);
   const int64_t pitch = (per_slice * unit_bytes + 15) / 16 * 16;
-  const auto smem = static_cast<size_t>(2 * pitch * dev::kRowsPerBlock);
+  const auto smem = static_cast<size_t>(2 * pitch * dev::kRowsPerBlock);  // two slices per row
   const auto grid = static_cast<unsigned>(detail::ceil_div(n, dev::kRowsPerBlock));
   const auto* wp = reinterpret_cast<const uint8_t*>(w.data());
+  if (smem > 48 * 1024) {  // above the default limit a kernel must ask for its shared memory
+    auto* k1 = dev::gemv_kernel<W, 1>;
+    auto* k8 = dev::gemv_kernel<W, 8>;
+    detail::check_gpu(gpuFuncSetAttribute(k1, gpuFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+                      "cudaFuncSetAttribute (gemv)");
+    detail::check_gpu(gpuFuncSetAttribute(k8, gpuFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+                      "cudaFuncSetAttribute (gemv)");
+  }
   if (m == 1)
     dev::gemv_kernel<W, 1><<<grid, 256, smem, detail::native(s)>>>(wp, n, row_bytes, unit_bytes, per_slice, width, a,
                                                                     k, 1, y.data());
