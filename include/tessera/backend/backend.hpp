@@ -26,6 +26,13 @@ namespace active = simd;
 
 using Default = active::Tag;
 
+/// Batches of at most this many rows (a speculative draft under verification,
+/// a short prompt) are computed row by row with decode's own kernels in the
+/// SIMD backend, weights still read once: their results carry the exact bits
+/// that one-token-at-a-time decoding gives, so greedy speculative decoding
+/// reproduces plain greedy decoding token for token.
+inline constexpr long kDecodeExactRows = 8;
+
 }  // namespace tessera::backend
 
 TESSERA_SIMD_WARNINGS_ON

@@ -14,6 +14,7 @@
 // gives [n, (H + 2 Hkv) d] rows whose Q, K and V parts are strided views.
 #pragma once
 
+#include <algorithm>
 #include <vector>
 
 #include "tessera/backend/backend.hpp"
@@ -48,19 +49,45 @@ class AttentionWorkspace {
   }
   std::span<float> span() { return buf_; }
   size_t bytes() const { return buf_.size() * sizeof(float); }
+  /// Segment scratch of the row-by-row small-batch path (grows to the source's count).
+  std::vector<KvSegment>& segments() { return segs_; }
 
  private:
   std::vector<float> buf_;
+  std::vector<KvSegment> segs_;
 };
 
 /// out [n_q, n_heads, head_dim] = attention of q [n_q, n_heads, head_dim] over kv.
 /// Grows ws if this call needs more scratch.  O(n_q n_heads n_keys head_dim) time.
+/// Under automatic choice, 2..backend::kDecodeExactRows query rows with a causal
+/// or sliding mask run as that many decode calls, each over the keys up to its
+/// own position: the bits one-token-at-a-time decoding gives (speculative
+/// verification relies on it).
 inline void attention(TensorView<const float, 3> q, const KvSource& kv, const AttentionParams& p,
                       TensorView<float, 3> out, AttentionWorkspace& ws) {
 #if defined(TESSERA_BACKEND_SCALAR)
   (void)ws;
   backend::scalar::attention(q, kv, p, out);
 #else
+  const int64_t n_q = q.dim(0);
+  if (p.algo == AttentionAlgo::automatic && n_q > 1 && n_q <= backend::kDecodeExactRows &&
+      p.mask.kind != AttentionMask::Kind::none) {
+    tessera::detail::check_attention(q, kv, p, out);
+    ws.reserve(1, q.dim(1), kv.n_kv_heads, q.dim(2), kv.n_keys(), AttentionAlgo::decode);
+    std::vector<KvSegment>& segs = ws.segments();
+    for (int64_t t = 0; t < n_q; ++t) {
+      AttentionParams pt = p;
+      pt.q_pos0 = p.q_pos0 + t;
+      pt.algo = AttentionAlgo::decode;
+      segs.clear();  // the keys a decode step at this position would have had: positions <= it
+      for (const KvSegment& s : kv.segments)
+        if (const int64_t n = std::clamp<int64_t>(pt.q_pos0 + 1 - s.pos0, 0, s.n); n > 0)
+          segs.push_back({s.k, s.v, s.pos0, n, s.row_bytes});
+      backend::simd::attention(q.narrow(0, t, t + 1), KvSource{kv.type, kv.n_kv_heads, kv.head_dim, segs}, pt,
+                               out.narrow(0, t, t + 1), ws.span());
+    }
+    return;
+  }
   ws.reserve(q.dim(0), q.dim(1), kv.n_kv_heads, q.dim(2), kv.n_keys(), p.algo);
   backend::simd::attention(q, kv, p, out, ws.span());
 #endif

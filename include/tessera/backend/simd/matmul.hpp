@@ -99,6 +99,15 @@ void gemm(TensorView<const W, 2> w, TensorView<const float, 2> x, TensorView<flo
   check(scratch.size() >= gemm_scratch_size<W>(K), "gemm: scratch of ", scratch.size(), " floats, need ",
         gemm_scratch_size<W>(K));
   if (M == 1) return gemv(w, std::span<const float>(x.data(), K), std::span<float>(y.data(), N));
+  if (M <= kDecodeExactRows) {  // decode's own row sums (see backend::kDecodeExactRows), weights read once
+    const int64_t block = std::max<int64_t>(4, 8192 / std::max<int64_t>(1, K));
+    return parallel_for(N, block, [&](int64_t r0, int64_t r1) {
+      for (int64_t b0 = r0; b0 < r1; b0 += block)
+        for (int64_t m = 0; m < M; ++m)
+          detail::gemv_rows(w.data() + b0 * w.stride(0), w.stride(0), x.data() + m * x.stride(0), K,
+                            y.data() + m * y.stride(0) + b0, std::min(r1, b0 + block) - b0);
+    });
+  }
   const detail::ConstMap xm(x.data(), M, K, Eigen::OuterStride<>(x.stride(0)));
   if constexpr (std::is_same_v<W, float>) {
     const detail::ConstMap wm(w.data(), N, K, Eigen::OuterStride<>(w.stride(0)));

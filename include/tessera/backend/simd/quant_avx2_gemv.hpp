@@ -113,16 +113,18 @@ inline constexpr int kPrefetchBytes = 2048;
 /// pairs, x the original blocks (for an odd last block).
 template <class W, class A>
 float paired_row_dot(const W* w, const PairedX* xp, const A* x, int64_t n_blocks) {
-  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  // One chain, as each row of paired_row_dot2 has: a row's sum must not depend
+  // on whether it was paired (decode and small batches give the same bits).
+  __m256 acc = _mm256_setzero_ps();
   __m128 acc_m = _mm_setzero_ps();
   const int64_t n_pairs = n_blocks / 2;
   for (int64_t i = 0; i < n_pairs; ++i) {
     _mm_prefetch(reinterpret_cast<const char*>(w + 2 * i) + kPrefetchBytes, _MM_HINT_T0);
-    accumulate_pair(w + 2 * i, xp[i], acc[i & 1], acc_m);
+    accumulate_pair(w + 2 * i, xp[i], acc, acc_m);
   }
   Acc tail;
   if (n_blocks & 1) Kernel<W>::accumulate(Kernel<W>::unpack(w[n_blocks - 1]), x[n_blocks - 1], tail);
-  tail.v = _mm256_add_ps(tail.v, _mm256_add_ps(acc[0], acc[1]));
+  tail.v = _mm256_add_ps(tail.v, acc);
   const __m128 m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));  // lane 1: offsets of both pair slots
   tail.s += _mm_cvtss_f32(_mm_shuffle_ps(m, m, 1));
   return tail.total();
