@@ -33,7 +33,7 @@ for stage in "$@"; do
     bench)
       for b in "$build"/benchmarks/cuda/bench_cuda_*; do
         echo "== $b" | tee -a "$log"
-        "$b" --benchmark_min_time=0.2 2>&1 | tee -a "$log" || status=1
+        "$b" --benchmark_min_time=0.1 2>&1 | tee -a "$log" || status=1
       done ;;
     torch)
       python3 "$here/torch_reference.py" 2>&1 | tee -a "$log" || status=1 ;;
