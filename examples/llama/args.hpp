@@ -28,6 +28,11 @@ struct Args {
   std::string kl_base;     // --kl-divergence-base: written by --perplexity, read by --kl-divergence
   bool kl_divergence = false;
   int chunks = -1;         // --chunks: most chunks scored (-1: all)
+  std::string draft;       // --draft MODEL: speculative decoding with a draft model
+  int lookup = 0;          // --lookup N: prompt-lookup drafts from n-grams up to N
+  int self_spec = 0;       // --self-spec L: the first L layers of the model draft
+  int draft_max = 8;       // --draft-max K
+  bool speculative() const { return !draft.empty() || lookup > 0 || self_spec > 0; }
   std::string kv = "static", kv_type = "f32";
   tessera::kv::KvSpec kv_spec;  // parsed from kv and kv_type
   tessera::sample::SamplerParams sampling;
@@ -60,7 +65,11 @@ inline const char* usage() {
          "      --kl-divergence-base FILE  with --perplexity: also write every scored position's\n"
          "                         log-probabilities to FILE (llama-perplexity's format)\n"
          "      --kl-divergence    compare with the --kl-divergence-base FILE (written by tessera or by\n"
-         "                         llama-perplexity): KL divergence, same top token, delta p, PPL ratio\n";
+         "                         llama-perplexity): KL divergence, same top token, delta p, PPL ratio\n"
+         "      --draft MODEL      speculative decoding with a draft model of the same vocabulary\n"
+         "      --lookup N         speculative decoding with prompt-lookup drafts (n-grams up to N)\n"
+         "      --self-spec L      speculative decoding drafted by the model's own first L layers\n"
+         "      --draft-max K      most tokens per draft, 1..15 (default 8; the length adapts)\n";
 }
 
 namespace detail {
@@ -116,6 +125,13 @@ inline Args parse(int argc, char** argv) {
     else if (f == "--chunks") a.chunks = integer(1);
     else if (f == "--kl-divergence-base") a.kl_base = value();
     else if (f == "--kl-divergence") a.kl_divergence = true;
+    else if (f == "--draft") {
+      a.draft = value();
+      tessera::check(!a.draft.empty(), f, " needs a path, got an empty one");
+    }
+    else if (f == "--lookup") a.lookup = integer(1);
+    else if (f == "--self-spec") a.self_spec = integer(1);
+    else if (f == "--draft-max") a.draft_max = integer(1);
     else tessera::fail("unknown flag '", f, "' (see --help)");
   }
   tessera::check(!a.kl_divergence || !a.kl_base.empty(), "--kl-divergence needs --kl-divergence-base FILE");
@@ -123,6 +139,9 @@ inline Args parse(int argc, char** argv) {
                  "--kl-divergence scores the base file's own tokens: leave out --perplexity");
   tessera::check(a.kl_base.empty() || a.kl_divergence || !a.perplexity.empty(),
                  "--kl-divergence-base FILE needs --perplexity TEXT (to write it) or --kl-divergence (to read it)");
+  tessera::check((!a.draft.empty()) + (a.lookup > 0) + (a.self_spec > 0) <= 1,
+                 "--draft, --lookup and --self-spec are alternatives: pick one drafter");
+  tessera::check(a.draft_max <= 15, "--draft-max must be <= 15, got ", a.draft_max);
   tessera::sample::validate(a.sampling);  // names a bad sampling value
   a.kv_spec = tessera::kv::parse_kv_spec(a.kv, tessera::kv::parse_kv_type(a.kv_type));
   return a;

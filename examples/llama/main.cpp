@@ -23,6 +23,7 @@
 #include "tessera/io/tokenizer_gguf.hpp"
 #include "tessera/models/llama_context.hpp"
 #include "tessera/runtime/generator.hpp"
+#include "tessera/runtime/speculative.hpp"
 
 using namespace tessera;
 
@@ -48,7 +49,31 @@ void print_stats(const runtime::GenerationResult& r) {
                peak_rss_mib());
 }
 
-int run_generate(const llama_cli::Args& a, models::LlamaContext& ctx, const io::Tokenizer& tok) {
+// The drafter the flags ask for, or none.
+std::unique_ptr<runtime::Drafter> make_drafter(const llama_cli::Args& a, const models::LlamaContext& ctx,
+                                               const std::shared_ptr<const models::LlamaModel>& model,
+                                               const io::Tokenizer& tok) {
+  if (a.lookup > 0) return std::make_unique<runtime::LookupDrafter>(a.lookup, 1);
+  if (a.self_spec > 0) {
+    check(a.self_spec < ctx.model().config().n_layers, "--self-spec ", a.self_spec, ": the model has ",
+          ctx.model().config().n_layers, " layers, the draft must use fewer");
+    auto dctx = std::make_unique<models::LlamaContext>(model, ctx.n_ctx(), ctx.n_batch(), kv::KvSpec{}, a.self_spec);
+    return std::make_unique<runtime::ModelDrafter>(std::move(dctx), a.sampling,
+                                                   "self-speculation, first " + std::to_string(a.self_spec) + " layers");
+  }
+  if (!a.draft.empty()) {
+    auto dmodel = models::LlamaModel::load(a.draft);
+    const auto dtok = io::Tokenizer::from_spec(io::tokenizer_spec_from_gguf(dmodel->file().meta()));
+    runtime::check_same_vocabulary(tok, dtok);
+    auto dctx = std::make_unique<models::LlamaContext>(dmodel, ctx.n_ctx(), ctx.n_batch());
+    return std::make_unique<runtime::ModelDrafter>(std::move(dctx), a.sampling,
+                                                   "draft model " + std::filesystem::path(a.draft).filename().string());
+  }
+  return nullptr;
+}
+
+int run_generate(const llama_cli::Args& a, models::LlamaContext& ctx,
+                 const std::shared_ptr<const models::LlamaModel>& model, const io::Tokenizer& tok) {
   sample::Sampler sampler(a.sampling, ctx.model().config().n_vocab);
   const auto prompt = tok.encode(a.prompt, /*add_special=*/true, /*parse_special=*/true);
   check(static_cast<int>(prompt.size()) <= ctx.n_ctx(), "prompt of ", prompt.size(),
@@ -57,11 +82,24 @@ int run_generate(const llama_cli::Args& a, models::LlamaContext& ctx, const io::
   std::fflush(stdout);
   runtime::GenerationConfig cfg;
   cfg.max_new_tokens = a.n_predict;
-  const auto r = runtime::generate(ctx, tok, sampler, prompt, cfg, [](std::string_view s) {
+  const auto print = [](std::string_view s) {
     std::fwrite(s.data(), 1, s.size(), stdout);
     std::fflush(stdout);
     return true;
-  });
+  };
+  runtime::GenerationResult r;
+  std::unique_ptr<runtime::Drafter> drafter = make_drafter(a, ctx, model, tok);
+  if (drafter) {
+    runtime::SpeculativeConfig spec;
+    spec.draft_max = a.draft_max;
+    const auto sr = runtime::speculative_generate(ctx, tok, sampler, *drafter, prompt, cfg, spec, print);
+    r = sr;
+    std::fprintf(stderr, "\n\nspeculative (%s): %lld of %lld drafted tokens accepted (%.1f%%), %.2f tokens per target pass",
+                 drafter->describe().c_str(), static_cast<long long>(sr.accepted), static_cast<long long>(sr.drafted),
+                 100 * sr.acceptance(), sr.tokens_per_pass());
+  } else {
+    r = runtime::generate(ctx, tok, sampler, prompt, cfg, print);
+  }
   if (a.print_ids) {
     std::printf("\nids:");
     for (int32_t t : r.tokens) std::printf(" %d", t);
@@ -191,7 +229,7 @@ int main(int argc, char** argv) {
       const auto tmpl = io::ChatTemplate::from_source(model->file().meta().get<std::string>("tokenizer.chat_template"));
       return run_chat(a, ctx, tok, tmpl);
     }
-    return run_generate(a, ctx, tok);
+    return run_generate(a, ctx, model, tok);
   } catch (const std::bad_alloc&) {
     // what() would only say "std::bad_alloc"; the usual cause is a KV cache for a huge -c.
     std::fprintf(stderr, "error: out of memory (a smaller context, -c, needs less)\n");

@@ -26,12 +26,12 @@ namespace active = simd;
 
 using Default = active::Tag;
 
-/// Batches of at most this many rows (a speculative draft under verification,
-/// a short prompt) are computed row by row with decode's own kernels in the
+/// Batches of at most this many rows (a speculative draft of up to 15 tokens
+/// under verification, a short prompt) are computed row by row with decode's own kernels in the
 /// SIMD backend, weights still read once: their results carry the exact bits
 /// that one-token-at-a-time decoding gives, so greedy speculative decoding
 /// reproduces plain greedy decoding token for token.
-inline constexpr long kDecodeExactRows = 8;
+inline constexpr long kDecodeExactRows = 16;
 
 }  // namespace tessera::backend
 

@@ -24,12 +24,17 @@ class LlamaContext {
  public:
   /// n_ctx: most positions (0: the training context, at most 4096); n_batch: tokens per forward pass;
   /// kv: which cache and storage type (default: static; type unset: f32).
+  /// n_layers: run only the first n layers, then the output norm and head (0: all) — an early-exit
+  /// draft of the same model for self-speculation; its KV cache holds those layers only.
   explicit LlamaContext(std::shared_ptr<const LlamaModel> model, int n_ctx = 0, int n_batch = 512,
-                        const kv::KvSpec& kv = {})
+                        const kv::KvSpec& kv = {}, int n_layers = 0)
       : model_(std::move(model)), c_(model_->config()) {
     n_ctx_ = n_ctx > 0 ? n_ctx : std::min(c_.n_ctx_train, 4096);
     n_batch_ = std::max(1, std::min(n_batch, n_ctx_));
-    const kv::KvLayout layout{c_.n_layers, c_.n_kv_heads, c_.head_dim, kv.type.value_or(KvType::f32)};
+    check(n_layers >= 0 && n_layers <= c_.n_layers, "LlamaContext: ", n_layers, " layers of a model with ",
+          c_.n_layers);
+    n_layers_ = n_layers > 0 ? n_layers : c_.n_layers;
+    const kv::KvLayout layout{n_layers_, c_.n_kv_heads, c_.head_dim, kv.type.value_or(KvType::f32)};
     init(kv::make_kv_cache(kv, layout, n_ctx_, n_batch_));
   }
 
@@ -39,6 +44,8 @@ class LlamaContext {
   const LlamaModel& model() const { return *model_; }
   int n_ctx() const { return n_ctx_; }
   int n_batch() const { return n_batch_; }
+  /// Layers each forward pass runs (all, unless an early-exit draft).
+  int n_layers() const { return n_layers_; }
   /// Tokens already in the cache; the next token goes at this position.
   int n_past() const { return static_cast<int>(kv_->size()); }
   /// Forgets everything after position n (n <= n_past): rollback for speculation or a new turn.
@@ -78,7 +85,7 @@ class LlamaContext {
 
  private:
   LlamaContext(const LlamaContext& o, std::unique_ptr<kv::KvCache> kv)
-      : model_(o.model_), c_(o.c_), n_ctx_(o.n_ctx_), n_batch_(o.n_batch_) {
+      : model_(o.model_), c_(o.c_), n_ctx_(o.n_ctx_), n_batch_(o.n_batch_), n_layers_(o.n_layers_) {
     init(std::move(kv));
   }
   void init(std::unique_ptr<kv::KvCache> kv) {
@@ -124,7 +131,7 @@ class LlamaContext {
     AttentionParams ap;
     ap.scale = 1.f / std::sqrt(static_cast<float>(c_.head_dim));
     ap.mask = AttentionMask::causal();  // query positions, and a ring's window, come from the cache
-    for (size_t l = 0; l < model_->layers().size(); ++l) {
+    for (size_t l = 0; l < static_cast<size_t>(n_layers_); ++l) {
       const LlamaLayer& w = model_->layers()[l];
       // attention: the new K/V rows go into the cache, then attention reads the cache
       nn::rms_norm(x, w.attn_norm, c_.rms_eps, xn);
@@ -158,7 +165,7 @@ class LlamaContext {
 
   std::shared_ptr<const LlamaModel> model_;
   LlamaConfig c_;  // a copy: keeps the context movable
-  int n_ctx_ = 0, n_batch_ = 0;
+  int n_ctx_ = 0, n_batch_ = 0, n_layers_ = 0;
   Tensor<float, 2> x_, xn_, tmp_, q_, k_, v_, attn_, gate_, up_, logits_;
   Tensor<float, 2> all_logits_;  // eval_all only, grown on use
   std::unique_ptr<kv::KvCache> kv_;

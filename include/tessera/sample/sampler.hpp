@@ -80,6 +80,15 @@ class Sampler {
   /// at 128256 on one Zen 3 core. With top-k off, a few passes over the whole
   /// vocabulary (softmax, nucleus bound): ~0.4 ms and ~1.1 ms.
   int32_t sample(std::span<const float> logits) {
+    distribution(logits);
+    return params_.temperature == 0.f ? candidates_.data[0].id : draw(candidates_, rng_);
+  }
+
+  /// The distribution sample() draws from, without drawing (the Rng is not
+  /// touched): the kept tokens with their final probabilities, one token of
+  /// probability 1 when greedy.  What a speculative verifier needs as p.
+  /// Valid until the next call.  Same errors as sample().
+  const Candidates& distribution(std::span<const float> logits) {
     check(logits.size() == static_cast<size_t>(n_vocab_), "Sampler::sample: got ", logits.size(),
           " logits for a vocabulary of ", n_vocab_);
     std::span<const float> row = penalised_row(logits);
@@ -88,7 +97,7 @@ class Sampler {
       candidates_.data[0] = {id, row[static_cast<size_t>(id)], 1.f};
       candidates_.size = 1;
       candidates_.sorted = true;
-      return id;
+      return candidates_;
     }
     if (params_.top_k > 0 && params_.top_k < n_vocab_) {
       select_top_k(row, static_cast<size_t>(params_.top_k), candidates_);
@@ -99,7 +108,7 @@ class Sampler {
     top_p(candidates_, params_.top_p);
     min_p(candidates_, params_.min_p);
     softmax(candidates_);
-    return draw(candidates_, rng_);
+    return candidates_;
   }
 
   /// Adds a token to the repetition-penalty history. Throws Error for an id
