@@ -40,14 +40,7 @@ void BM_decode_attention(benchmark::State& st) {
   std::iota(table.begin(), table.end(), 0);
   std::reverse(table.begin(), table.end());  // pages out of order, as a real pool hands them out
   auto dt = tc::to_device<int32_t, 1>(s, std::span<const int32_t>(table), {b * max_pages});
-  tc::DeviceKv kv;
-  kv.elem = elem;
-  kv.n_kv_heads = hkv;
-  kv.head_dim = d;
-  kv.k = k.data();
-  kv.v = v.data();
-  kv.seq_lens = dl.data();
-  kv.max_keys = keys;
+  tc::DeviceKv kv = bench_cuda::contiguous_kv(elem, hkv, d, k.data(), v.data(), dl.data(), keys);
   if (paged) {
     kv.block_table = dt.data();
     kv.page_size = page;
@@ -94,14 +87,7 @@ void BM_flash_attention(benchmark::State& st) {
   }
   std::vector<int32_t> lens(static_cast<size_t>(b), static_cast<int32_t>(n));
   auto dl = tc::to_device<int32_t, 1>(s, std::span<const int32_t>(lens), {b});
-  tc::DeviceKv kv;
-  kv.elem = tc::KvElem::bf16;
-  kv.n_kv_heads = h;
-  kv.head_dim = d;
-  kv.k = k.data();
-  kv.v = v.data();
-  kv.seq_lens = dl.data();
-  kv.max_keys = n;
+  const tc::DeviceKv kv = bench_cuda::contiguous_kv(tc::KvElem::bf16, h, d, k.data(), v.data(), dl.data(), n);
   const tc::DeviceMask mask{causal ? tc::DeviceMask::Kind::causal : tc::DeviceMask::Kind::none, 0};
   tc::flash_attention<bf16>(s, q.view(), kv, mask, 0.f, 0, o.view());
   s.synchronize();

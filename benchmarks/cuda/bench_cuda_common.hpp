@@ -30,6 +30,20 @@ inline void fill_random(const tc::Stream& s, void* dst, size_t n, uint64_t seed)
     tc::detail::copy_to_device(s, static_cast<char*>(dst) + off, host.data(), std::min(chunk, n - off));
 }
 
+/// A contiguous cache description: keys and values [n_seqs, max_keys, n_kv_heads, head_dim].
+inline tc::DeviceKv contiguous_kv(tc::KvElem elem, int64_t n_kv_heads, int64_t head_dim, const void* k, const void* v,
+                                  const int32_t* seq_lens, int64_t max_keys) {
+  tc::DeviceKv kv;
+  kv.elem = elem;
+  kv.n_kv_heads = n_kv_heads;
+  kv.head_dim = head_dim;
+  kv.k = k;
+  kv.v = v;
+  kv.seq_lens = seq_lens;
+  kv.max_keys = max_keys;
+  return kv;
+}
+
 /// Device-to-device copy of 1 GiB, best of 10, in GB/s counting read + write.
 inline double copy_gbps() {
   static const double gbps = [] {

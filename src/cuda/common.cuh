@@ -89,27 +89,21 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-/// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
-/// scratch: 32 floats of shared memory. Ends with a barrier so scratch can be reused.
-__device__ __forceinline__ float block_sum(float v, float* scratch) {
+/// Sum (Max = false) or max (Max = true) over the block (blockDim.x a multiple
+/// of 32, at most 1024); every thread gets it. scratch: 32 floats of shared
+/// memory. Ends with a barrier so scratch can be reused.
+template <bool Max>
+__device__ __forceinline__ float block_reduce(float v, float* scratch) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
-  v = warp_sum(v);
+  v = Max ? warp_max(v) : warp_sum(v);
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  v = lane < n_warps ? scratch[lane] : 0.f;
-  v = warp_sum(v);
+  v = lane < n_warps ? scratch[lane] : (Max ? -INFINITY : 0.f);
+  v = Max ? warp_max(v) : warp_sum(v);
   __syncthreads();
   return v;
 }
-__device__ __forceinline__ float block_max(float v, float* scratch) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
-  v = warp_max(v);
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < n_warps ? scratch[lane] : -INFINITY;
-  v = warp_max(v);
-  __syncthreads();
-  return v;
-}
+__device__ __forceinline__ float block_sum(float v, float* scratch) { return block_reduce<false>(v, scratch); }
+__device__ __forceinline__ float block_max(float v, float* scratch) { return block_reduce<true>(v, scratch); }
 
 }  // namespace tessera::cuda::dev

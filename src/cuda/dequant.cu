@@ -151,16 +151,7 @@ void gemm(const Stream& s, DeviceView<const W, 2> w, DeviceView<const float, 2> 
                              DeviceView<float, 2>);                                                           \
   template void gemm<W>(const Stream&, DeviceView<const W, 2>, DeviceView<const float, 2>, DeviceView<float, 2>, \
                         DeviceView<std::byte, 1>);
-TESSERA_DEQUANT(float)
-TESSERA_DEQUANT(f16)
-TESSERA_DEQUANT(bf16)
-TESSERA_DEQUANT(block_q8_0)
-TESSERA_DEQUANT(block_q4_0)
-TESSERA_DEQUANT(block_q4_1)
-TESSERA_DEQUANT(block_q5_0)
-TESSERA_DEQUANT(block_q5_1)
-TESSERA_DEQUANT(block_q4_K)
-TESSERA_DEQUANT(block_q6_K)
+TESSERA_DEVICE_WEIGHTS(TESSERA_DEQUANT)
 #undef TESSERA_DEQUANT
 
 }  // namespace tessera::cuda

@@ -33,6 +33,10 @@ __device__ __forceinline__ float h2f(const uint8_t* p) { return f16_bits_to_floa
 
 template <class W> struct Fmt;
 
+/// Applies X to every weight type the kernels take (explicit instantiations).
+#define TESSERA_DEVICE_WEIGHTS(X) \
+  X(float) X(f16) X(bf16) X(block_q8_0) X(block_q4_0) X(block_q4_1) X(block_q5_0) X(block_q5_1) X(block_q4_K) X(block_q6_K)
+
 // ---- float formats: items of 8 elements, float dot products ----
 template <class W, int Bytes>
 struct FloatFmt {
@@ -157,32 +161,26 @@ template <> struct Fmt<block_q4_1> : Block32Fmt<Fmt<block_q4_1>, 20, true> {
     return h2f(b) * static_cast<float>(nibble(b + 4, static_cast<int>(e % 32))) + h2f(b + 2);
   }
 };
-template <> struct Fmt<block_q5_0> : Block32Fmt<Fmt<block_q5_0>, 22, false> {
-  static constexpr int kOffset = 16;
+// q5_0 and q5_1 differ only in where qh and qs sit (after d, or after d and m)
+// and in the signed offset.
+template <class Derived, int Bytes, bool Offset, int QhAt>
+struct Q5Fmt : Block32Fmt<Derived, Bytes, Offset> {
+  static constexpr int kOffset = Offset ? 0 : 16;
   static __device__ __forceinline__ void words(const uint8_t* b, int (&w)[8]) {
-    nibble_words(b + 6, w);
-    add_high_bits(b + 2, w);
+    nibble_words(b + QhAt + 4, w);
+    add_high_bits(b + QhAt, w);
   }
   static __device__ __forceinline__ float elem(const uint8_t* row, int64_t e) {
-    const uint8_t* b = row + (e / 32) * 22;
+    const uint8_t* b = row + (e / 32) * Bytes;
     const int j = static_cast<int>(e % 32);
-    const int q = nibble(b + 6, j) | static_cast<int>(((static_cast<uint32_t>(load_i32_2aligned(b + 2)) >> j) & 1u) << 4);
-    return h2f(b) * static_cast<float>(q - 16);
+    const auto qh = static_cast<uint32_t>(load_i32_2aligned(b + QhAt));
+    const int q = nibble(b + QhAt + 4, j) | static_cast<int>(((qh >> j) & 1u) << 4);
+    return Offset ? h2f(b) * static_cast<float>(q) + h2f(b + 2) : h2f(b) * static_cast<float>(q - 16);
   }
 };
-template <> struct Fmt<block_q5_1> : Block32Fmt<Fmt<block_q5_1>, 24, true> {
-  static constexpr int kOffset = 0;
-  static __device__ __forceinline__ void words(const uint8_t* b, int (&w)[8]) {
-    nibble_words(b + 8, w);
-    add_high_bits(b + 4, w);
-  }
-  static __device__ __forceinline__ float elem(const uint8_t* row, int64_t e) {
-    const uint8_t* b = row + (e / 32) * 24;
-    const int j = static_cast<int>(e % 32);
-    const int q = nibble(b + 8, j) | static_cast<int>(((static_cast<uint32_t>(load_i32_2aligned(b + 4)) >> j) & 1u) << 4);
-    return h2f(b) * static_cast<float>(q) + h2f(b + 2);
-  }
-};
+
+template <> struct Fmt<block_q5_0> : Q5Fmt<Fmt<block_q5_0>, 22, false, 2> {};
+template <> struct Fmt<block_q5_1> : Q5Fmt<Fmt<block_q5_1>, 24, true, 4> {};
 
 // ---- k-quants: 256-element super-blocks with q8_K activations (one float scale per 256) ----
 

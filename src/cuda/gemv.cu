@@ -242,16 +242,7 @@ void gemv(const Stream& s, DeviceView<const W, 2> w, DeviceView<const float, 2> 
   template size_t gemv_workspace_bytes<W>(int64_t);                                                          \
   template void gemv<W>(const Stream&, DeviceView<const W, 2>, DeviceView<const float, 2>, DeviceView<float, 2>, \
                         DeviceView<std::byte, 1>);
-TESSERA_GEMV(float)
-TESSERA_GEMV(f16)
-TESSERA_GEMV(bf16)
-TESSERA_GEMV(block_q8_0)
-TESSERA_GEMV(block_q4_0)
-TESSERA_GEMV(block_q4_1)
-TESSERA_GEMV(block_q5_0)
-TESSERA_GEMV(block_q5_1)
-TESSERA_GEMV(block_q4_K)
-TESSERA_GEMV(block_q6_K)
+TESSERA_DEVICE_WEIGHTS(TESSERA_GEMV)
 #undef TESSERA_GEMV
 
 }  // namespace tessera::cuda
