@@ -30,6 +30,16 @@ inline void fill_random(const tc::Stream& s, void* dst, size_t n, uint64_t seed)
     tc::detail::copy_to_device(s, static_cast<char*>(dst) + off, host.data(), std::min(chunk, n - off));
 }
 
+/// Activations [m, k] of normal values: finite, so the quantizer and the
+/// products take their usual paths (random bits would include NaN and Inf).
+inline tc::DeviceTensor<float, 2> normal_activations(const tc::Stream& s, int64_t m, int64_t k) {
+  std::vector<float> xs(static_cast<size_t>(m * k));
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  for (auto& v : xs) v = nd(rng);
+  return tc::to_device<float, 2>(s, std::span<const float>(xs), {m, k});
+}
+
 /// A contiguous cache description: keys and values [n_seqs, max_keys, n_kv_heads, head_dim].
 inline tc::DeviceKv contiguous_kv(tc::KvElem elem, int64_t n_kv_heads, int64_t head_dim, const void* k, const void* v,
                                   const int32_t* seq_lens, int64_t max_keys) {

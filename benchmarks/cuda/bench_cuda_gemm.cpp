@@ -22,9 +22,7 @@ void BM_gemm(benchmark::State& st) {
     for (size_t i = 0; i < h.size(); ++i) h[i] = bf16(static_cast<float>(static_cast<int>(i * 2654435761u >> 20) % 200 - 100) / 100.f);
     tc::upload<bf16, 2>(s, std::span<const bf16>(h), w.view());
   }
-  std::vector<float> xh(static_cast<size_t>(m * k));
-  for (size_t i = 0; i < xh.size(); ++i) xh[i] = static_cast<float>(static_cast<int>(i * 40503u >> 5) % 256 - 128) / 64.f;
-  auto x = tc::to_device<float, 2>(s, std::span<const float>(xh), {m, k});
+  const auto x = bench_cuda::normal_activations(s, m, k);
   tc::DeviceTensor<float, 2> y({m, n});
   tc::DeviceTensor<std::byte, 1> ws({static_cast<int64_t>(tc::gemm_workspace_bytes(m, n, k))});
   tc::gemm<W>(s, w.view(), x.view(), y.view(), ws.view());

@@ -21,17 +21,8 @@ void BM_gemv(benchmark::State& st) {
   const int count = static_cast<int>(std::max<size_t>(2, 4 * info.l2_bytes / mat_bytes + 1));
   tc::DeviceTensor<W, 2> w({count * n, k / bs});
   bench_cuda::fill_random(s, w.data(), w.size_bytes(), 7);
-  tc::DeviceTensor<float, 2> x({m, k}), y({m, n});
-  bench_cuda::fill_random(s, x.data(), x.size_bytes(), 8);
-  // Random bits as floats include NaN/Inf; the activations must be finite for the quantizer's
-  // branch pattern to be the usual one, so use small normal values instead.
-  {
-    std::vector<float> xs(static_cast<size_t>(m * k));
-    std::mt19937 rng(3);
-    std::normal_distribution<float> nd;
-    for (auto& v : xs) v = nd(rng);
-    tc::upload<float, 2>(s, std::span<const float>(xs), x.view());
-  }
+  const auto x = bench_cuda::normal_activations(s, m, k);
+  tc::DeviceTensor<float, 2> y({m, n});
   tc::DeviceTensor<std::byte, 1> ws({static_cast<int64_t>(tc::gemv_workspace_bytes<W>(m * k)) + 256});
   auto launch_all = [&] {
     for (int c = 0; c < count; ++c)
