@@ -3,6 +3,7 @@
 #pragma once
 
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -33,6 +34,9 @@ struct Args {
   int self_spec = 0;       // --self-spec L: the first L layers of the model draft
   int draft_max = 8;       // --draft-max K
   bool speculative() const { return !draft.empty() || lookup > 0 || self_spec > 0; }
+  int beams = 0;                       // --beams N: beam search (0: off)
+  float length_penalty = 1.f;          // --length-penalty A
+  std::string early_stopping = "false";  // --early-stopping true | false | never
   std::string kv = "static", kv_type = "f32";
   tessera::kv::KvSpec kv_spec;  // parsed from kv and kv_type
   tessera::sample::SamplerParams sampling;
@@ -69,7 +73,11 @@ inline const char* usage() {
          "      --draft MODEL      speculative decoding with a draft model of the same vocabulary\n"
          "      --lookup N         speculative decoding with prompt-lookup drafts (n-grams up to N)\n"
          "      --self-spec L      speculative decoding drafted by the model's own first L layers\n"
-         "      --draft-max K      most tokens per draft, 1..15 (default 8; the length adapts)\n";
+         "      --draft-max K      most tokens per draft, 1..15 (default 8; the length adapts)\n"
+         "      --beams N          beam search of width N (transformers' semantics); prints the best\n"
+         "                         hypotheses with their scores\n"
+         "      --length-penalty A beam score = sum of log-probs / length^A (default 1)\n"
+         "      --early-stopping E true | false | never, as transformers (default false)\n";
 }
 
 namespace detail {
@@ -132,6 +140,13 @@ inline Args parse(int argc, char** argv) {
     else if (f == "--lookup") a.lookup = integer(1);
     else if (f == "--self-spec") a.self_spec = integer(1);
     else if (f == "--draft-max") a.draft_max = integer(1);
+    else if (f == "--beams") a.beams = integer(1);
+    else if (f == "--length-penalty") a.length_penalty = real();
+    else if (f == "--early-stopping") {
+      a.early_stopping = value();
+      tessera::check(a.early_stopping == "true" || a.early_stopping == "false" || a.early_stopping == "never",
+                     "--early-stopping must be true, false or never, got '", a.early_stopping, "'");
+    }
     else tessera::fail("unknown flag '", f, "' (see --help)");
   }
   tessera::check(!a.kl_divergence || !a.kl_base.empty(), "--kl-divergence needs --kl-divergence-base FILE");
@@ -142,6 +157,8 @@ inline Args parse(int argc, char** argv) {
   tessera::check((!a.draft.empty()) + (a.lookup > 0) + (a.self_spec > 0) <= 1,
                  "--draft, --lookup and --self-spec are alternatives: pick one drafter");
   tessera::check(a.draft_max <= 15, "--draft-max must be <= 15, got ", a.draft_max);
+  tessera::check(a.beams == 0 || !a.speculative(), "--beams and speculative decoding are alternatives");
+  tessera::check(std::isfinite(a.length_penalty), "--length-penalty must be finite");
   tessera::sample::validate(a.sampling);  // names a bad sampling value
   a.kv_spec = tessera::kv::parse_kv_spec(a.kv, tessera::kv::parse_kv_type(a.kv_type));
   return a;

@@ -22,6 +22,7 @@
 #include "tessera/io/tokenizer.hpp"
 #include "tessera/io/tokenizer_gguf.hpp"
 #include "tessera/models/llama_context.hpp"
+#include "tessera/runtime/beam_search.hpp"
 #include "tessera/runtime/generator.hpp"
 #include "tessera/runtime/speculative.hpp"
 
@@ -70,6 +71,41 @@ std::unique_ptr<runtime::Drafter> make_drafter(const llama_cli::Args& a, const m
                                                    "draft model " + std::filesystem::path(a.draft).filename().string());
   }
   return nullptr;
+}
+
+int run_beams(const llama_cli::Args& a, const std::shared_ptr<const models::LlamaModel>& model,
+              const io::Tokenizer& tok) {
+  const auto prompt = tok.encode(a.prompt, /*add_special=*/true, /*parse_special=*/true);
+  runtime::BeamSearchConfig cfg;
+  cfg.num_beams = a.beams;
+  cfg.max_new_tokens = std::max(1, a.n_predict);
+  cfg.length_penalty = a.length_penalty;
+  cfg.early_stopping = a.early_stopping == "true"    ? runtime::EarlyStopping::on
+                       : a.early_stopping == "never" ? runtime::EarlyStopping::never
+                                                     : runtime::EarlyStopping::heuristic;
+  cfg.num_return = a.beams;
+  if (tok.eos() >= 0) cfg.eos = {tok.eos()};
+  // Paged KV: the beams fork one context and share the prompt's blocks; the pool holds the prompt
+  // once plus every beam's own blocks (and the candidates' copies for one step).
+  const int n_ctx = a.n_ctx > 0 ? a.n_ctx : static_cast<int>(prompt.size()) + cfg.max_new_tokens;
+  const int64_t block = 16, per_seq = (n_ctx + block - 1) / block;
+  const auto& c = model->config();
+  const kv::KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, a.kv_spec.type.value_or(KvType::f32)};
+  auto pool = std::make_shared<kv::KvBlockPool>(layout, block, per_seq * (2 * a.beams + 1));
+  models::LlamaContext ctx(model, std::make_unique<kv::PagedKvCache>(pool, n_ctx), a.n_batch);
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto hyps = runtime::beam_search(ctx, prompt, cfg);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (size_t k = 0; k < hyps.size(); ++k) {
+    std::printf("[%zu] score %.4f: %s%s\n", k, hyps[k].score, a.prompt.c_str(), tok.decode(hyps[k].tokens).c_str());
+    if (a.print_ids) {
+      std::printf("ids:");
+      for (int32_t t : hyps[k].tokens) std::printf(" %d", t);
+      std::printf("\n");
+    }
+  }
+  std::fprintf(stderr, "\nbeam search: %d beams, %.2f s, peak memory %.1f MiB\n", a.beams, s, peak_rss_mib());
+  return 0;
 }
 
 int run_generate(const llama_cli::Args& a, models::LlamaContext& ctx,
@@ -217,6 +253,7 @@ int main(int argc, char** argv) {
     const auto model = models::LlamaModel::load(path);
     if (a.bench) return run_bench(a, model, path);
     const io::Tokenizer tok = io::Tokenizer::from_spec(io::tokenizer_spec_from_gguf(model->file().meta()));
+    if (a.beams > 0) return run_beams(a, model, tok);
     if (!a.perplexity.empty() || a.kl_divergence) {
       // Chunks of -c tokens (llama-perplexity's default 512); KL takes the base file's chunk size.
       int n_ctx = a.n_ctx > 0 ? a.n_ctx : 512;

@@ -38,6 +38,23 @@ class LlamaContext {
     init(kv::make_kv_cache(kv, layout, n_ctx_, n_batch_));
   }
 
+  /// A context over a cache you built: a PagedKvCache on a pool shared by many sequences (beams,
+  /// serving), or any kv/ cache.  The cache's layout must be the model's (its layer count may be
+  /// lower: an early-exit draft); n_ctx is the cache's max_positions().
+  LlamaContext(std::shared_ptr<const LlamaModel> model, std::unique_ptr<kv::KvCache> cache, int n_batch = 512)
+      : model_(std::move(model)), c_(model_->config()) {
+    check(cache != nullptr, "LlamaContext: no KV cache");
+    const kv::KvLayout& L = cache->layout();
+    check(L.n_kv_heads == c_.n_kv_heads && L.head_dim == c_.head_dim && L.n_layers >= 1 && L.n_layers <= c_.n_layers,
+          "LlamaContext: a KV cache of ", L.n_layers, " layers x ", L.n_kv_heads, " heads x ", L.head_dim,
+          " dims for a model of ", c_.n_layers, " x ", c_.n_kv_heads, " x ", c_.head_dim);
+    check(cache->size() == 0, "LlamaContext: the KV cache must start empty");
+    n_ctx_ = static_cast<int>(std::min<int64_t>(cache->max_positions(), 1 << 30));
+    n_batch_ = std::max(1, std::min(n_batch, n_ctx_));
+    n_layers_ = L.n_layers;
+    init(std::move(cache));
+  }
+
   /// An independent context continuing from the same cache contents (paged: shared blocks, copy on write).
   LlamaContext fork() const { return LlamaContext(*this, kv_->fork()); }
 
