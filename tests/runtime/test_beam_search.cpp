@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "../test_models.hpp"
+#include "../test_default_model.hpp"
 #include "tessera/kv/kv.hpp"
 #include "tessera/models/llama_context.hpp"
 #include "tessera/runtime/beam_search.hpp"
@@ -111,12 +111,9 @@ TEST_CASE("beam search equals transformers on scripted logits, every configurati
 }
 
 TEST_CASE("beam search on the real model: transformers' best hypothesis where the two models agree", "[runtime][beam][model]") {
-  const auto path = test::find_test_model("SmolLM2-135M-Instruct.Q4_1.gguf");
-  if (!path) {
-    WARN("skipped: SmolLM2-135M-Instruct.Q4_1.gguf not found (run scripts/fetch-model)");
-    return;
-  }
-  const auto model = models::LlamaModel::load(*path);
+  const auto m = test::load_default_model();
+  TESSERA_SKIP_WITHOUT_DEFAULT_MODEL(m);
+  const auto& model = m.model;
   const auto cases = read_cases("smollm2.txt");
   REQUIRE(!cases.empty());
   // Score a token sequence under tessera's model as beam search scores it.

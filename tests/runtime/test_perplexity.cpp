@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "../test_models.hpp"
+#include "../test_default_model.hpp"
 #include "tessera/io/logprob_file.hpp"
 #include "tessera/io/tokenizer.hpp"
 #include "tessera/io/tokenizer_gguf.hpp"
@@ -23,19 +23,6 @@ using namespace tessera;
 using Catch::Contains;
 
 namespace {
-
-struct Loaded {
-  std::shared_ptr<const models::LlamaModel> model;
-  std::unique_ptr<io::Tokenizer> tok;
-};
-
-Loaded load() {
-  const auto path = test::find_test_model("SmolLM2-135M-Instruct.Q4_1.gguf");
-  if (!path) return {};
-  auto model = models::LlamaModel::load(*path);
-  auto tok = std::make_unique<io::Tokenizer>(io::Tokenizer::from_spec(io::tokenizer_spec_from_gguf(model->file().meta())));
-  return {model, std::move(tok)};
-}
 
 // A text every checkout has: the licence, a few thousand tokens.
 std::vector<int32_t> text_tokens(const io::Tokenizer& tok) {
@@ -48,11 +35,8 @@ std::vector<int32_t> text_tokens(const io::Tokenizer& tok) {
 }  // namespace
 
 TEST_CASE("eval_all: every row matches the logits of decoding the prefix token by token", "[runtime][perplexity]") {
-  const Loaded m = load();
-  if (!m.model) {
-    WARN("skipped: SmolLM2-135M-Instruct.Q4_1.gguf not found (run scripts/fetch-model)");
-    return;
-  }
+  const auto m = test::load_default_model();
+  TESSERA_SKIP_WITHOUT_DEFAULT_MODEL(m);
   const auto text = text_tokens(*m.tok);
   const std::vector<int32_t> toks(text.begin(), text.begin() + 24);
   models::LlamaContext a(m.model, 64, 16), b(m.model, 64, 1);
@@ -84,11 +68,8 @@ TEST_CASE("eval_all: every row matches the logits of decoding the prefix token b
 }
 
 TEST_CASE("perplexity: the chunked second-half method, recomputed directly", "[runtime][perplexity]") {
-  const Loaded m = load();
-  if (!m.model) {
-    WARN("skipped: SmolLM2-135M-Instruct.Q4_1.gguf not found (run scripts/fetch-model)");
-    return;
-  }
+  const auto m = test::load_default_model();
+  TESSERA_SKIP_WITHOUT_DEFAULT_MODEL(m);
   const auto toks = text_tokens(*m.tok);
   const int n_ctx = 64;
   REQUIRE(toks.size() > static_cast<size_t>(3 * n_ctx));
@@ -131,11 +112,8 @@ TEST_CASE("perplexity: the chunked second-half method, recomputed directly", "[r
 }
 
 TEST_CASE("log-probability file: written rows read back, KL of the model against itself is ~0", "[runtime][perplexity]") {
-  const Loaded m = load();
-  if (!m.model) {
-    WARN("skipped: SmolLM2-135M-Instruct.Q4_1.gguf not found (run scripts/fetch-model)");
-    return;
-  }
+  const auto m = test::load_default_model();
+  TESSERA_SKIP_WITHOUT_DEFAULT_MODEL(m);
   const auto toks = text_tokens(*m.tok);
   const int n_ctx = 32, n_chunk = 2;
   const auto path = (std::filesystem::temp_directory_path() / "tessera_test_logprobs.bin").string();

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "../test_models.hpp"
+#include "../test_default_model.hpp"
 #include "tessera/io/tokenizer.hpp"
 #include "tessera/io/tokenizer_gguf.hpp"
 #include "tessera/models/llama_context.hpp"
@@ -111,26 +111,11 @@ TEST_CASE("lookup drafter: the continuation of the latest match of the longest t
   REQUIRE_THROWS_WITH(runtime::LookupDrafter(1, 2), Catch::Contains("n-grams of 2..1"));
 }
 
-namespace {
-struct Model {
-  std::shared_ptr<const models::LlamaModel> model;
-  std::unique_ptr<io::Tokenizer> tok;
-};
-Model load() {
-  const auto path = test::find_test_model("SmolLM2-135M-Instruct.Q4_1.gguf");
-  if (!path) return {};
-  auto model = models::LlamaModel::load(*path);
-  return {model, std::make_unique<io::Tokenizer>(io::Tokenizer::from_spec(io::tokenizer_spec_from_gguf(model->file().meta())))};
-}
-}  // namespace
 
 TEST_CASE("speculative greedy output is plain greedy output, token for token, with every drafter",
           "[runtime][speculative][model]") {
-  const Model m = load();
-  if (!m.model) {
-    WARN("skipped: SmolLM2-135M-Instruct.Q4_1.gguf not found (run scripts/fetch-model)");
-    return;
-  }
+  const auto m = test::load_default_model();
+  TESSERA_SKIP_WITHOUT_DEFAULT_MODEL(m);
   const std::vector<std::string> prompts = {
       "The capital of France is",
       "def fib(n):\n    if n < 2:\n        return n\n    return fib(n - 1) + fib(n - 2)\n\n# the same function, iterative:\ndef fib(n):",
@@ -174,11 +159,8 @@ TEST_CASE("speculative greedy output is plain greedy output, token for token, wi
 }
 
 TEST_CASE("speculative sampling keeps the target's distribution on the real model", "[runtime][speculative][model]") {
-  const Model m = load();
-  if (!m.model) {
-    WARN("skipped: SmolLM2-135M-Instruct.Q4_1.gguf not found (run scripts/fetch-model)");
-    return;
-  }
+  const auto m = test::load_default_model();
+  TESSERA_SKIP_WITHOUT_DEFAULT_MODEL(m);
   // The second generated token, given the first: its exact distribution is the sampler's p after
   // prompt + first token; speculative runs draft it (self-speculation, sampled q) and verify.
   sample::SamplerParams sp;
