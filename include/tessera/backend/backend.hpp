@@ -1,7 +1,8 @@
 // Backend tags, chosen at compile time. backend::scalar is the reference of
 // every kernel; backend::simd uses xsimd batches for the compiler's target
 // (AVX2, AVX-512, NEON, or SSE2 when built without -march=native) plus OpenMP.
-// Every kernel exists with the same signature in both namespaces; model code
+// Every kernel exists in both namespaces with the same shapes and contract (the
+// SIMD attention and float gemm also take scratch, docs/backend.md); model code
 // calls backend::active, which is simd unless TESSERA_BACKEND_SCALAR is defined.
 #pragma once
 

@@ -1,7 +1,7 @@
 // Work splitting over OpenMP. Kernels call parallel_for; when the caller is
-// already inside a parallel region (the model's one region per decode step),
-// the loop is shared among that team instead of opening a nested region,
-// since region start-up is visible at batch size 1.
+// already inside a parallel region (a caller that opens one region around
+// several kernels), the loop is shared among that team instead of opening a
+// nested region, since region start-up is visible at batch size 1.
 #pragma once
 
 #include <omp.h>

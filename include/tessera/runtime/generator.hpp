@@ -19,7 +19,7 @@ namespace tessera::runtime {
 struct GenerationConfig {
   int max_new_tokens = 128;
   bool stop_at_eog = true;                // end-of-generation tokens (EOS, <|im_end|>, ...) end the turn
-  std::vector<std::string> stop_strings;  // text that ends generation; it is not emitted
+  std::vector<std::string> stop_strings{};  // text that ends generation; it is not emitted
 };
 
 enum class StopReason { end_of_generation, stop_string, max_tokens, context_full, callback };
