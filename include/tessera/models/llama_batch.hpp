@@ -1,0 +1,156 @@
+// One forward pass over the tokens of many sequences: the batched step of a
+// serving loop or of beam search. Every sequence brings its own KV cache
+// (its own, or PagedKvCaches on one shared KvBlockPool) and its tokens (a
+// prompt chunk or one decode token; mixed freely). The linear layers run once
+// over all rows, so the weights are read once per step for every sequence;
+// attention runs per sequence over its own cache.
+//
+//   rows      the sequences' tokens, concatenated in order: [T, n_embd]
+//   per layer rms_norm, Q/K/V over all T rows, RoPE at each row's own position,
+//             each sequence's K/V rows into its cache, attention per sequence,
+//             Wo, residual, the feed-forward over all rows
+//   logits    only for the sequences that ask (their last row)
+//
+// A step of at most backend::kDecodeExactRows rows carries decode's exact
+// bits: N sequences decoding together give exactly the logits each would
+// alone.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "tessera/kv/kv_cache.hpp"
+#include "tessera/models/llama.hpp"
+#include "tessera/nn/attention.hpp"
+#include "tessera/nn/blocks.hpp"
+#include "tessera/nn/embedding.hpp"
+#include "tessera/nn/linear.hpp"
+
+namespace tessera::models {
+
+/// One sequence's part of a batched step: tokens appended to its cache at cache->size().
+struct BatchSeq {
+  kv::KvCache* cache = nullptr;
+  std::span<const int32_t> tokens;
+  bool logits = true;  // the logits after its last token are wanted
+};
+
+/// Buffers for steps of up to max_tokens rows over one model, allocated once.
+class LlamaBatch {
+ public:
+  LlamaBatch(std::shared_ptr<const LlamaModel> model, int max_tokens)
+      : model_(std::move(model)), c_(model_->config()), max_tokens_(max_tokens) {
+    check(max_tokens > 0, "LlamaBatch: max_tokens ", max_tokens);
+    const int64_t B = max_tokens;
+    x_ = Tensor<float, 2>({B, c_.n_embd});
+    xn_ = Tensor<float, 2>({B, c_.n_embd});
+    tmp_ = Tensor<float, 2>({B, c_.n_embd});
+    q_ = Tensor<float, 2>({B, c_.q_dim()});
+    k_ = Tensor<float, 2>({B, c_.kv_dim()});
+    v_ = Tensor<float, 2>({B, c_.kv_dim()});
+    attn_ = Tensor<float, 2>({B, c_.q_dim()});
+    gate_ = Tensor<float, 2>({B, c_.n_ff});
+    up_ = Tensor<float, 2>({B, c_.n_ff});
+    last_ = Tensor<float, 2>({B, c_.n_embd});
+    logits_ = Tensor<float, 2>({B, c_.n_vocab});
+    tokens_.reserve(static_cast<size_t>(B));
+    pos_.reserve(static_cast<size_t>(B));
+    ws_.reserve(B, std::max({c_.n_embd, c_.q_dim(), c_.n_ff}));
+  }
+
+  const LlamaModel& model() const { return *model_; }
+  int max_tokens() const { return max_tokens_; }
+
+  /// One forward pass over every sequence's tokens.  Returns the logits
+  /// [number of sequences with logits = true, n_vocab], in their order.  Error
+  /// (and every cache keeps what it had) when the rows exceed max_tokens, a
+  /// cache is missing, shared by two entries, of another layout, or full.
+  /// O(T weights) for the linear layers, read once for all T rows.
+  TensorView<const float, 2> eval(std::span<const BatchSeq> seqs) {
+    int64_t T = 0;
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      const BatchSeq& s = seqs[i];
+      check(s.cache != nullptr && !s.tokens.empty(), "LlamaBatch: sequence ", i, " has no cache or no tokens");
+      const kv::KvLayout& L = s.cache->layout();
+      check(L.n_layers == c_.n_layers && L.n_kv_heads == c_.n_kv_heads && L.head_dim == c_.head_dim,
+            "LlamaBatch: sequence ", i, "'s cache is ", L.n_layers, " x ", L.n_kv_heads, " x ", L.head_dim,
+            ", the model needs ", c_.n_layers, " x ", c_.n_kv_heads, " x ", c_.head_dim);
+      for (size_t j = 0; j < i; ++j)
+        check(seqs[j].cache != s.cache, "LlamaBatch: sequences ", j, " and ", i, " share one cache");
+      T += static_cast<int64_t>(s.tokens.size());
+    }
+    check(T > 0 && T <= max_tokens_, "LlamaBatch: ", T, " rows in one step, at most ", max_tokens_);
+    std::vector<std::unique_ptr<kv::Append>> appends;  // cancelled if anything throws
+    appends.reserve(seqs.size());
+    tokens_.clear();
+    pos_.clear();
+    for (const BatchSeq& s : seqs) {
+      appends.push_back(std::make_unique<kv::Append>(*s.cache, static_cast<int64_t>(s.tokens.size())));
+      tokens_.insert(tokens_.end(), s.tokens.begin(), s.tokens.end());
+      const auto p = s.cache->positions();
+      pos_.insert(pos_.end(), p.begin(), p.end());
+    }
+    forward(seqs, T);
+    for (auto& a : appends) a->commit();
+    int64_t m = 0;
+    for (const BatchSeq& s : seqs) m += s.logits;
+    return logits_.narrow(0, 0, m);
+  }
+
+ private:
+  void forward(std::span<const BatchSeq> seqs, int64_t T) {
+    auto rows = [T](Tensor<float, 2>& t) { return t.narrow(0, 0, T); };
+    auto x = rows(x_), xn = rows(xn_), tmp = rows(tmp_), q = rows(q_), k = rows(k_), v = rows(v_),
+         attn = rows(attn_), gate = rows(gate_), up = rows(up_);
+    const std::span<const int32_t> pos(pos_);
+    nn::embedding(model_->token_embd(), tokens_, x);
+    AttentionParams ap;
+    ap.scale = 1.f / std::sqrt(static_cast<float>(c_.head_dim));
+    for (size_t l = 0; l < model_->layers().size(); ++l) {
+      const LlamaLayer& w = model_->layers()[l];
+      nn::rms_norm(x, w.attn_norm, c_.rms_eps, xn);
+      nn::linear(w.wq, xn, q, ws_);
+      nn::linear(w.wk, xn, k, ws_);
+      nn::linear(w.wv, xn, v, ws_);
+      nn::rope(q.unflatten_last(c_.n_heads), pos, c_.rope);
+      nn::rope(k.unflatten_last(c_.n_kv_heads), pos, c_.rope);
+      int64_t r0 = 0;
+      for (const BatchSeq& s : seqs) {  // each sequence attends over its own cache
+        const int64_t r1 = r0 + static_cast<int64_t>(s.tokens.size());
+        s.cache->write(static_cast<int>(l), k.narrow(0, r0, r1), v.narrow(0, r0, r1));
+        nn::attention(q.narrow(0, r0, r1).unflatten_last(c_.n_heads), *s.cache, static_cast<int>(l), ap,
+                      attn.narrow(0, r0, r1).unflatten_last(c_.n_heads), attn_ws_);
+        r0 = r1;
+      }
+      nn::linear(w.wo, attn, tmp, ws_);
+      nn::add(x, tmp, x);
+      nn::rms_norm(x, w.ffn_norm, c_.rms_eps, xn);
+      nn::linear(w.w_gate, xn, gate, ws_);
+      nn::linear(w.w_up, xn, up, ws_);
+      nn::swiglu(gate, up, gate);
+      nn::linear(w.w_down, gate, tmp, ws_);
+      nn::add(x, tmp, x);
+    }
+    // The last row of each sequence that wants logits, gathered, then one output projection.
+    int64_t m = 0, r = 0;
+    for (const BatchSeq& s : seqs) {
+      r += static_cast<int64_t>(s.tokens.size());
+      if (s.logits) std::copy_n(&x(r - 1, 0), c_.n_embd, &last_(m++, 0));
+    }
+    if (m == 0) return;
+    auto last = last_.narrow(0, 0, m), last_n = xn.narrow(0, 0, m);
+    nn::rms_norm(last, model_->output_norm(), c_.rms_eps, last_n);
+    nn::linear(model_->output(), last_n, logits_.narrow(0, 0, m), ws_);
+  }
+
+  std::shared_ptr<const LlamaModel> model_;
+  LlamaConfig c_;
+  int max_tokens_;
+  Tensor<float, 2> x_, xn_, tmp_, q_, k_, v_, attn_, gate_, up_, last_, logits_;
+  std::vector<int32_t> tokens_, pos_;
+  nn::LinearWorkspace ws_;
+  nn::AttentionWorkspace attn_ws_;
+};
+
+}  // namespace tessera::models
