@@ -22,10 +22,8 @@
 
 #include "tessera/kv/kv_cache.hpp"
 #include "tessera/models/llama.hpp"
+#include "tessera/models/llama_forward.hpp"
 #include "tessera/nn/attention.hpp"
-#include "tessera/nn/blocks.hpp"
-#include "tessera/nn/embedding.hpp"
-#include "tessera/nn/linear.hpp"
 
 namespace tessera::models {
 
@@ -42,21 +40,11 @@ class LlamaBatch {
   LlamaBatch(std::shared_ptr<const LlamaModel> model, int max_tokens)
       : model_(std::move(model)), c_(model_->config()), max_tokens_(max_tokens) {
     check(max_tokens > 0, "LlamaBatch: max_tokens ", max_tokens);
-    const int64_t B = max_tokens;
-    x_ = Tensor<float, 2>({B, c_.n_embd});
-    xn_ = Tensor<float, 2>({B, c_.n_embd});
-    tmp_ = Tensor<float, 2>({B, c_.n_embd});
-    q_ = Tensor<float, 2>({B, c_.q_dim()});
-    k_ = Tensor<float, 2>({B, c_.kv_dim()});
-    v_ = Tensor<float, 2>({B, c_.kv_dim()});
-    attn_ = Tensor<float, 2>({B, c_.q_dim()});
-    gate_ = Tensor<float, 2>({B, c_.n_ff});
-    up_ = Tensor<float, 2>({B, c_.n_ff});
-    last_ = Tensor<float, 2>({B, c_.n_embd});
-    logits_ = Tensor<float, 2>({B, c_.n_vocab});
-    tokens_.reserve(static_cast<size_t>(B));
-    pos_.reserve(static_cast<size_t>(B));
-    ws_.reserve(B, std::max({c_.n_embd, c_.q_dim(), c_.n_ff}));
+    act_ = LlamaActivations(c_, max_tokens);
+    last_ = Tensor<float, 2>({max_tokens, c_.n_embd});
+    logits_ = Tensor<float, 2>({max_tokens, c_.n_vocab});
+    tokens_.reserve(static_cast<size_t>(max_tokens));
+    pos_.reserve(static_cast<size_t>(max_tokens));
   }
 
   const LlamaModel& model() const { return *model_; }
@@ -91,7 +79,7 @@ class LlamaBatch {
       const auto p = s.cache->positions();
       pos_.insert(pos_.end(), p.begin(), p.end());
     }
-    forward(seqs, T);
+    forward(seqs);
     for (auto& a : appends) a->commit();
     int64_t m = 0;
     for (const BatchSeq& s : seqs) m += s.logits;
@@ -99,57 +87,36 @@ class LlamaBatch {
   }
 
  private:
-  void forward(std::span<const BatchSeq> seqs, int64_t T) {
-    auto rows = [T](Tensor<float, 2>& t) { return t.narrow(0, 0, T); };
-    auto x = rows(x_), xn = rows(xn_), tmp = rows(tmp_), q = rows(q_), k = rows(k_), v = rows(v_),
-         attn = rows(attn_), gate = rows(gate_), up = rows(up_);
-    const std::span<const int32_t> pos(pos_);
-    nn::embedding(model_->token_embd(), tokens_, x);
-    AttentionParams ap;
-    ap.scale = 1.f / std::sqrt(static_cast<float>(c_.head_dim));
-    for (size_t l = 0; l < model_->layers().size(); ++l) {
-      const LlamaLayer& w = model_->layers()[l];
-      nn::rms_norm(x, w.attn_norm, c_.rms_eps, xn);
-      nn::linear(w.wq, xn, q, ws_);
-      nn::linear(w.wk, xn, k, ws_);
-      nn::linear(w.wv, xn, v, ws_);
-      nn::rope(q.unflatten_last(c_.n_heads), pos, c_.rope);
-      nn::rope(k.unflatten_last(c_.n_kv_heads), pos, c_.rope);
-      int64_t r0 = 0;
-      for (const BatchSeq& s : seqs) {  // each sequence attends over its own cache
-        const int64_t r1 = r0 + static_cast<int64_t>(s.tokens.size());
-        s.cache->write(static_cast<int>(l), k.narrow(0, r0, r1), v.narrow(0, r0, r1));
-        nn::attention(q.narrow(0, r0, r1).unflatten_last(c_.n_heads), *s.cache, static_cast<int>(l), ap,
-                      attn.narrow(0, r0, r1).unflatten_last(c_.n_heads), attn_ws_);
-        r0 = r1;
-      }
-      nn::linear(w.wo, attn, tmp, ws_);
-      nn::add(x, tmp, x);
-      nn::rms_norm(x, w.ffn_norm, c_.rms_eps, xn);
-      nn::linear(w.w_gate, xn, gate, ws_);
-      nn::linear(w.w_up, xn, up, ws_);
-      nn::swiglu(gate, up, gate);
-      nn::linear(w.w_down, gate, tmp, ws_);
-      nn::add(x, tmp, x);
-    }
+  void forward(std::span<const BatchSeq> seqs) {
+    const AttentionParams ap = llama_attention_params(c_);
+    llama_layers(*model_, c_.n_layers, act_, tokens_, pos_,
+                 [&](int l, TensorView<const float, 2> q, TensorView<const float, 2> k, TensorView<const float, 2> v,
+                     TensorView<float, 2> out) {
+                   int64_t r0 = 0;
+                   for (const BatchSeq& s : seqs) {  // each sequence attends over its own cache
+                     const int64_t r1 = r0 + static_cast<int64_t>(s.tokens.size());
+                     s.cache->write(l, k.narrow(0, r0, r1), v.narrow(0, r0, r1));
+                     nn::attention(q.narrow(0, r0, r1).unflatten_last(c_.n_heads), *s.cache, l, ap,
+                                   out.narrow(0, r0, r1).unflatten_last(c_.n_heads), attn_ws_);
+                     r0 = r1;
+                   }
+                 });
     // The last row of each sequence that wants logits, gathered, then one output projection.
     int64_t m = 0, r = 0;
     for (const BatchSeq& s : seqs) {
       r += static_cast<int64_t>(s.tokens.size());
-      if (s.logits) std::copy_n(&x(r - 1, 0), c_.n_embd, &last_(m++, 0));
+      if (s.logits) std::copy_n(&act_.x(r - 1, 0), c_.n_embd, &last_(m++, 0));
     }
-    if (m == 0) return;
-    auto last = last_.narrow(0, 0, m), last_n = xn.narrow(0, 0, m);
-    nn::rms_norm(last, model_->output_norm(), c_.rms_eps, last_n);
-    nn::linear(model_->output(), last_n, logits_.narrow(0, 0, m), ws_);
+    if (m > 0)
+      llama_logits(*model_, last_.narrow(0, 0, m), act_.xn.narrow(0, 0, m), logits_.narrow(0, 0, m), act_.ws);
   }
 
   std::shared_ptr<const LlamaModel> model_;
   LlamaConfig c_;
   int max_tokens_;
-  Tensor<float, 2> x_, xn_, tmp_, q_, k_, v_, attn_, gate_, up_, last_, logits_;
+  LlamaActivations act_;
+  Tensor<float, 2> last_, logits_;
   std::vector<int32_t> tokens_, pos_;
-  nn::LinearWorkspace ws_;
   nn::AttentionWorkspace attn_ws_;
 };
 

@@ -13,6 +13,7 @@
 
 #include "tessera/kv/kv.hpp"
 #include "tessera/models/llama.hpp"
+#include "tessera/models/llama_forward.hpp"
 #include "tessera/nn/attention.hpp"
 #include "tessera/nn/blocks.hpp"
 #include "tessera/nn/embedding.hpp"
@@ -106,25 +107,12 @@ class LlamaContext {
     init(std::move(kv));
   }
   void init(std::unique_ptr<kv::KvCache> kv) {
-    const int64_t B = n_batch_, widest = std::max({c_.n_embd, c_.q_dim(), c_.n_ff});
-    x_ = Tensor<float, 2>({B, c_.n_embd});
-    xn_ = Tensor<float, 2>({B, c_.n_embd});
-    tmp_ = Tensor<float, 2>({B, c_.n_embd});
-    q_ = Tensor<float, 2>({B, c_.q_dim()});
-    k_ = Tensor<float, 2>({B, c_.kv_dim()});
-    v_ = Tensor<float, 2>({B, c_.kv_dim()});
-    attn_ = Tensor<float, 2>({B, c_.q_dim()});
-    gate_ = Tensor<float, 2>({B, c_.n_ff});
-    up_ = Tensor<float, 2>({B, c_.n_ff});
+    act_ = LlamaActivations(c_, n_batch_);
     logits_ = Tensor<float, 2>({1, c_.n_vocab});
     kv_ = std::move(kv);
-    ws_ = nn::LinearWorkspace(B, widest);
     const int64_t max_keys = kv_->window() ? kv_->window() + n_batch_ : n_ctx_;
-    attn_ws_.reserve_bound(B, c_.n_heads, c_.n_kv_heads, c_.head_dim, max_keys);
+    attn_ws_.reserve_bound(n_batch_, c_.n_heads, c_.n_kv_heads, c_.head_dim, max_keys);
   }
-
-  static TensorView<float, 2> rows(Tensor<float, 2>& t, int64_t n) { return t.view().narrow(0, 0, n); }
-  static TensorView<float, 3> heads(TensorView<float, 2> m, int64_t n_heads) { return m.unflatten_last(n_heads); }
 
   void check_fits(std::span<const int32_t> tokens) const {
     check(!tokens.empty(), "eval: no tokens");
@@ -142,51 +130,26 @@ class LlamaContext {
 
   void forward_layers(std::span<const int32_t> tokens, std::span<const int32_t> pos, TensorView<float, 2> all) {
     const auto T = static_cast<int64_t>(tokens.size());
-    auto x = rows(x_, T), xn = rows(xn_, T), tmp = rows(tmp_, T), q = rows(q_, T), k = rows(k_, T), v = rows(v_, T),
-         attn = rows(attn_, T), gate = rows(gate_, T), up = rows(up_, T);
-    nn::embedding(model_->token_embd(), tokens, x);
-    AttentionParams ap;
-    ap.scale = 1.f / std::sqrt(static_cast<float>(c_.head_dim));
-    ap.mask = AttentionMask::causal();  // query positions, and a ring's window, come from the cache
-    for (size_t l = 0; l < static_cast<size_t>(n_layers_); ++l) {
-      const LlamaLayer& w = model_->layers()[l];
-      // attention: the new K/V rows go into the cache, then attention reads the cache
-      nn::rms_norm(x, w.attn_norm, c_.rms_eps, xn);
-      nn::linear(w.wq, xn, q, ws_);
-      nn::linear(w.wk, xn, k, ws_);
-      nn::linear(w.wv, xn, v, ws_);
-      nn::rope(heads(q, c_.n_heads), pos, c_.rope);
-      nn::rope(heads(k, c_.n_kv_heads), pos, c_.rope);
-      kv_->write(static_cast<int>(l), k, v);
-      nn::attention(heads(q, c_.n_heads), *kv_, static_cast<int>(l), ap, heads(attn, c_.n_heads), attn_ws_);
-      nn::linear(w.wo, attn, tmp, ws_);
-      nn::add(x, tmp, x);
-      // feed-forward
-      nn::rms_norm(x, w.ffn_norm, c_.rms_eps, xn);
-      nn::linear(w.w_gate, xn, gate, ws_);
-      nn::linear(w.w_up, xn, up, ws_);
-      nn::swiglu(gate, up, gate);
-      nn::linear(w.w_down, gate, tmp, ws_);
-      nn::add(x, tmp, x);
-    }
-    if (!all.empty()) {
-      nn::rms_norm(x, model_->output_norm(), c_.rms_eps, xn);
-      nn::linear(model_->output(), xn, all, ws_);
-      return;
-    }
-    // logits of the last token only: that is all generation needs
-    auto last = x.narrow(0, T - 1, T), last_n = xn.narrow(0, 0, 1);
-    nn::rms_norm(last, model_->output_norm(), c_.rms_eps, last_n);
-    nn::linear(model_->output(), last_n, logits_.view(), ws_);
+    const AttentionParams ap = llama_attention_params(c_);
+    // K/V rows into the cache, then attention reads the cache (positions from its open append).
+    llama_layers(*model_, n_layers_, act_, tokens, pos,
+                 [&](int l, TensorView<const float, 2> q, TensorView<const float, 2> k, TensorView<const float, 2> v,
+                     TensorView<float, 2> out) {
+                   kv_->write(l, k, v);
+                   nn::attention(q.unflatten_last(c_.n_heads), *kv_, l, ap, out.unflatten_last(c_.n_heads), attn_ws_);
+                 });
+    const auto x = act_.x.narrow(0, 0, T), xn = act_.xn.narrow(0, 0, T);
+    if (!all.empty()) return llama_logits(*model_, x, xn, all, act_.ws);
+    llama_logits(*model_, x.narrow(0, T - 1, T), xn.narrow(0, 0, 1), logits_.view(), act_.ws);  // generation needs no more
   }
 
   std::shared_ptr<const LlamaModel> model_;
   LlamaConfig c_;  // a copy: keeps the context movable
   int n_ctx_ = 0, n_batch_ = 0, n_layers_ = 0;
-  Tensor<float, 2> x_, xn_, tmp_, q_, k_, v_, attn_, gate_, up_, logits_;
+  LlamaActivations act_;
+  Tensor<float, 2> logits_;
   Tensor<float, 2> all_logits_;  // eval_all only, grown on use
   std::unique_ptr<kv::KvCache> kv_;
-  nn::LinearWorkspace ws_;
   nn::AttentionWorkspace attn_ws_;
 };
 
