@@ -9,6 +9,8 @@
 #include <filesystem>
 
 #include "bench_common.hpp"
+#include "tessera/kv/kv.hpp"
+#include "tessera/models/llama_batch.hpp"
 #include "tessera/models/llama_context.hpp"
 
 using namespace tessera;
@@ -69,8 +71,53 @@ void BM_llama_prefill(benchmark::State& state) {
                                                    benchmark::Counter::kIsRate);
 }
 
+// N sequences decoding 32 steps each: in one LlamaBatch pass per step (weights read once for all N)
+// or as N separate contexts (N passes per step). range(0): N. Compare the two rows of the same N.
+void BM_llama_many_decode(benchmark::State& state, bool batched) {
+  const auto m = model();
+  if (!m) return state.SkipWithError("no model: set TESSERA_BENCH_MODEL or run scripts/fetch-model");
+  const auto N = static_cast<int>(state.range(0));
+  const auto& c = m->config();
+  const std::vector<int32_t> prompt(16, 42), next(static_cast<size_t>(N), 7);
+  auto pool = std::make_shared<kv::KvBlockPool>(kv::KvLayout{c.n_layers, c.n_kv_heads, c.head_dim, KvType::f32}, 16,
+                                                4 * N);
+  models::LlamaBatch batch(m, std::max(16, N));
+  std::vector<std::unique_ptr<kv::KvCache>> caches;
+  std::vector<std::unique_ptr<models::LlamaContext>> ctxs;
+  for (int i = 0; i < N; ++i) {
+    caches.push_back(std::make_unique<kv::PagedKvCache>(pool, 64));
+    ctxs.push_back(std::make_unique<models::LlamaContext>(m, 64, 16));
+  }
+  std::vector<models::BatchSeq> step;
+  for (int i = 0; i < N; ++i) step.push_back({caches[static_cast<size_t>(i)].get(), {&next[static_cast<size_t>(i)], 1}, true});
+  for (auto _ : state) {
+    state.PauseTiming();
+    for (int i = 0; i < N; ++i) {
+      caches[static_cast<size_t>(i)]->reset();
+      ctxs[static_cast<size_t>(i)]->reset();
+      if (batched) {
+        std::vector<models::BatchSeq> p{{caches[static_cast<size_t>(i)].get(), prompt, false}};
+        batch.eval(p);
+      } else {
+        ctxs[static_cast<size_t>(i)]->eval(prompt);
+      }
+    }
+    state.ResumeTiming();
+    for (int t = 0; t < 32; ++t) {
+      if (batched) benchmark::DoNotOptimize(batch.eval(step).data());
+      else
+        for (int i = 0; i < N; ++i)
+          benchmark::DoNotOptimize(ctxs[static_cast<size_t>(i)]->eval({&next[static_cast<size_t>(i)], 1}).data());
+    }
+  }
+  state.counters["tok_per_s"] = benchmark::Counter(32.0 * N * static_cast<double>(state.iterations()),
+                                                   benchmark::Counter::kIsRate);
+}
+
 }  // namespace
 
+BENCHMARK_CAPTURE(BM_llama_many_decode, batched, true)->Arg(4)->Arg(8)->Arg(16)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_llama_many_decode, separate, false)->Arg(4)->Arg(8)->Arg(16)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_llama_decode)->Apply(bench::thread_args)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_llama_prefill)->ArgsProduct({{128, 512}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
 
