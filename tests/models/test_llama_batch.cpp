@@ -82,7 +82,7 @@ TEST_CASE("batched forward: sequences together give exactly the logits each give
   for (size_t i = 0; i < 3; ++i) REQUIRE(caches[i]->size() + 1 >= static_cast<int64_t>(hist[i].size()));
 }
 
-TEST_CASE("batched forward: a large mixed step agrees with the sequences alone; forked prefixes", "[models][batch]") {
+TEST_CASE("batched forward: a large mixed step agrees with the sequences alone, forked prefixes", "[models][batch]") {
   const auto m = test::load_default_model();
   TESSERA_SKIP_WITHOUT_DEFAULT_MODEL(m);
   const auto& c = m.model->config();
