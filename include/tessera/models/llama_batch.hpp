@@ -16,6 +16,7 @@
 // alone.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <span>
 #include <vector>
@@ -69,18 +70,25 @@ class LlamaBatch {
       T += static_cast<int64_t>(s.tokens.size());
     }
     check(T > 0 && T <= max_tokens_, "LlamaBatch: ", T, " rows in one step, at most ", max_tokens_);
-    std::vector<std::unique_ptr<kv::Append>> appends;  // cancelled if anything throws
-    appends.reserve(seqs.size());
-    tokens_.clear();
-    pos_.clear();
-    for (const BatchSeq& s : seqs) {
-      appends.push_back(std::make_unique<kv::Append>(*s.cache, static_cast<int64_t>(s.tokens.size())));
-      tokens_.insert(tokens_.end(), s.tokens.begin(), s.tokens.end());
-      const auto p = s.cache->positions();
-      pos_.insert(pos_.end(), p.begin(), p.end());
+    // Open every sequence's append; if anything throws, cancel those opened: each cache keeps what it had.
+    // (No per-step allocation: tokens_ and pos_ are reserved for max_tokens.)
+    size_t opened = 0;
+    try {
+      tokens_.clear();
+      pos_.clear();
+      for (; opened < seqs.size(); ++opened) {
+        const BatchSeq& s = seqs[opened];
+        s.cache->begin_append(static_cast<int64_t>(s.tokens.size()));
+        tokens_.insert(tokens_.end(), s.tokens.begin(), s.tokens.end());
+        const auto p = s.cache->positions();
+        pos_.insert(pos_.end(), p.begin(), p.end());
+      }
+      forward(seqs);
+    } catch (...) {
+      for (size_t i = 0; i < opened; ++i) seqs[i].cache->cancel_append();
+      throw;
     }
-    forward(seqs);
-    for (auto& a : appends) a->commit();
+    for (const BatchSeq& s : seqs) s.cache->end_append();
     int64_t m = 0;
     for (const BatchSeq& s : seqs) m += s.logits;
     return logits_.narrow(0, 0, m);

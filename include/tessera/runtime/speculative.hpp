@@ -37,7 +37,7 @@ namespace tessera::runtime {
 /// drafter is deterministic, q is one-hot at the token).
 struct Draft {
   std::vector<int32_t> tokens;
-  std::vector<std::vector<sample::Candidate>> q;  // per token: kept ids and probabilities, or empty
+  std::vector<std::vector<sample::Candidate>> q;  // per token: kept ids and probabilities sorted by id, or empty
   void clear() {
     tokens.clear();
     q.clear();
@@ -110,9 +110,10 @@ class ModelDrafter final : public Drafter {
     for (int i = 0; i < k; ++i) {
       const int32_t t = sampler_.sample(logits);
       out.tokens.push_back(t);
-      if (!greedy) {
+      if (!greedy) {  // sorted by id: the verifier looks probabilities up by binary search
         const auto kept = sampler_.candidates().kept();
-        out.q.emplace_back(kept.begin(), kept.end());
+        auto& q = out.q.emplace_back(kept.begin(), kept.end());
+        std::sort(q.begin(), q.end(), [](const sample::Candidate& a, const sample::Candidate& b) { return a.id < b.id; });
       }
       if (i + 1 == k) break;
       logits = ctx_->eval(std::span<const int32_t>(&t, 1));
@@ -154,28 +155,33 @@ struct Verdict {
   bool accepted;
 };
 
-/// The acceptance rule for draft token x drawn from q (empty q: one-hot at x)
-/// against the target's distribution p (the sampler's kept candidates).  On
-/// rejection the replacement is drawn from norm(max(0, p - q)).  Consumes at
-/// most two uniforms of rng.  O(|p| + |q|).
+/// The acceptance rule for draft token x drawn from q (empty q: one-hot at x;
+/// else sorted by id) against the target's distribution p (the sampler's kept
+/// candidates, any order).  On rejection the replacement is drawn from
+/// norm(max(0, p - q)).  Consumes at most two uniforms of rng.
+/// O(|p| log |q|): a top-k-off vocabulary on both sides stays cheap.
 inline Verdict verify_token(std::span<const sample::Candidate> p, int32_t x, std::span<const sample::Candidate> q,
                             sample::Rng& rng) {
-  auto prob = [](std::span<const sample::Candidate> d, int32_t id) {
-    for (const auto& c : d)
-      if (c.id == id) return static_cast<double>(c.prob);
-    return 0.0;
+  auto q_of = [&](int32_t id) {
+    if (q.empty()) return id == x ? 1.0 : 0.0;
+    const auto it = std::lower_bound(q.begin(), q.end(), id,
+                                     [](const sample::Candidate& c, int32_t v) { return c.id < v; });
+    return it != q.end() && it->id == id ? static_cast<double>(it->prob) : 0.0;
   };
-  const double px = prob(p, x), qx = q.empty() ? 1.0 : prob(q, x);
+  double px = 0;
+  for (const auto& c : p)
+    if (c.id == x) px = c.prob;
+  const double qx = q_of(x);
   if (px > 0 && (px >= qx || rng.uniform_double() * qx < px)) return {x, true};
   // Residual: max(0, p - q) over p's support (where p = 0 the residual is 0).
   double total = 0;
-  for (const auto& c : p) total += std::max(0.0, c.prob - (q.empty() ? (c.id == x ? 1.0 : 0.0) : prob(q, c.id)));
+  for (const auto& c : p) total += std::max(0.0, c.prob - q_of(c.id));
   if (total <= 0) return {p.front().id, false};  // p <= q everywhere yet x rejected: only by rounding
   const double target = rng.uniform_double() * total;
   double mass = 0;
   int32_t last = p.front().id;
   for (const auto& c : p) {
-    const double r = std::max(0.0, c.prob - (q.empty() ? (c.id == x ? 1.0 : 0.0) : prob(q, c.id)));
+    const double r = std::max(0.0, c.prob - q_of(c.id));
     if (r <= 0) continue;
     last = c.id;
     mass += r;
