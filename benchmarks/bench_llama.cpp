@@ -79,7 +79,7 @@ void BM_llama_many_decode(benchmark::State& state, bool batched) {
   const auto N = static_cast<int>(state.range(0));
   const auto& c = m->config();
   const std::vector<int32_t> prompt(16, 42), next(static_cast<size_t>(N), 7);
-  auto pool = std::make_shared<kv::KvBlockPool>(kv::KvLayout{c.n_layers, c.n_kv_heads, c.head_dim, KvType::f32}, 16,
+  auto pool = std::make_shared<kv::KvBlockPool>(models::kv_layout(c), 16,
                                                 4 * N);
   models::LlamaBatch batch(m, std::max(16, N));
   std::vector<std::unique_ptr<kv::KvCache>> caches;

@@ -90,7 +90,7 @@ int run_beams(const llama_cli::Args& a, const std::shared_ptr<const models::Llam
   const int n_ctx = a.n_ctx > 0 ? a.n_ctx : static_cast<int>(prompt.size()) + cfg.max_new_tokens;
   const int64_t block = 16, per_seq = (n_ctx + block - 1) / block;
   const auto& c = model->config();
-  const kv::KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, a.kv_spec.type.value_or(KvType::f32)};
+  const kv::KvLayout layout = models::kv_layout(c, a.kv_spec.type.value_or(KvType::f32));
   auto pool = std::make_shared<kv::KvBlockPool>(layout, block, per_seq * (2 * a.beams + 1));
   models::LlamaContext ctx(model, std::make_unique<kv::PagedKvCache>(pool, n_ctx), a.n_batch);
   const auto t0 = std::chrono::steady_clock::now();

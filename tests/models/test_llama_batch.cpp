@@ -33,7 +33,7 @@ TEST_CASE("batched forward: sequences together give exactly the logits each give
   const auto m = test::load_default_model();
   TESSERA_SKIP_WITHOUT_DEFAULT_MODEL(m);
   const auto& c = m.model->config();
-  const kv::KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, KvType::f32};
+  const kv::KvLayout layout = models::kv_layout(c);
   auto pool = std::make_shared<kv::KvBlockPool>(layout, 16, 32);
   std::vector<std::vector<int32_t>> hist = {m.tok->encode("The capital of France is", true, true),
                                             m.tok->encode("def add(a, b):", true, true),
@@ -86,7 +86,7 @@ TEST_CASE("batched forward: a large mixed step agrees with the sequences alone, 
   const auto m = test::load_default_model();
   TESSERA_SKIP_WITHOUT_DEFAULT_MODEL(m);
   const auto& c = m.model->config();
-  const kv::KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, KvType::f16};
+  const kv::KvLayout layout = models::kv_layout(c, KvType::f16);
   auto pool = std::make_shared<kv::KvBlockPool>(layout, 16, 40);
   kv::PagedKvCache a(pool, 128);
   models::LlamaBatch batch(m.model, 64);
@@ -123,7 +123,7 @@ TEST_CASE("batched forward: errors name the problem and leave every cache as it 
   const auto m = test::load_default_model();
   TESSERA_SKIP_WITHOUT_DEFAULT_MODEL(m);
   const auto& c = m.model->config();
-  const kv::KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, KvType::f32};
+  const kv::KvLayout layout = models::kv_layout(c);
   kv::StaticKvCache a(layout, 32), b(layout, 8);
   models::LlamaBatch batch(m.model, 8);
   const std::vector<int32_t> five{1, 2, 3, 4, 5}, four{1, 2, 3, 4};

@@ -35,7 +35,7 @@ class LlamaContext {
     check(n_layers >= 0 && n_layers <= c_.n_layers, "LlamaContext: ", n_layers, " layers of a model with ",
           c_.n_layers);
     n_layers_ = n_layers > 0 ? n_layers : c_.n_layers;
-    const kv::KvLayout layout{n_layers_, c_.n_kv_heads, c_.head_dim, kv.type.value_or(KvType::f32)};
+    const kv::KvLayout layout = kv_layout(c_, kv.type.value_or(KvType::f32), n_layers_);
     init(kv::make_kv_cache(kv, layout, n_ctx_, n_batch_));
   }
 

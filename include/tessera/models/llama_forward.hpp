@@ -13,12 +13,19 @@
 
 #include "tessera/backend/attention_params.hpp"
 #include "tessera/core/tensor.hpp"
+#include "tessera/kv/kv_cache.hpp"
 #include "tessera/models/llama.hpp"
 #include "tessera/nn/blocks.hpp"
 #include "tessera/nn/embedding.hpp"
 #include "tessera/nn/linear.hpp"
 
 namespace tessera::models {
+
+/// The KV layout a cache for this model needs: every layer (or the first
+/// n_layers of an early-exit draft), its KV heads and head size, stored as type.
+inline kv::KvLayout kv_layout(const LlamaConfig& c, KvType type = KvType::f32, int n_layers = 0) {
+  return {n_layers > 0 ? n_layers : c.n_layers, c.n_kv_heads, c.head_dim, type};
+}
 
 /// The activations of a forward pass over up to `rows` tokens, allocated once.
 struct LlamaActivations {
