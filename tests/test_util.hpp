@@ -11,6 +11,15 @@
 
 namespace tessera::test {
 
+/// Chi-square critical value by Wilson-Hilferty: df (1 - 2/(9 df) + z sqrt(2/(9 df)))^3,
+/// z the standard normal quantile of the significance (4.7534: 1e-6; 3.7190: 1e-4).
+/// It overstates the exact quantile by < 8% for df >= 1 at these levels (df 1 at
+/// 1e-4: 16.2 vs 15.1; df 7 at 1e-6: 41.9 vs 40.5), i.e. it errs towards accepting.
+inline double chi2_critical(size_t df, double z = 4.753424) {
+  const double k = static_cast<double>(df);
+  return k * std::pow(1.0 - 2.0 / (9.0 * k) + z * std::sqrt(2.0 / (9.0 * k)), 3.0);
+}
+
 /// Extents that exercise tails for 4-, 8- and 16-wide vectors.
 inline const std::vector<int64_t> kOddSizes = {1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 97, 128, 255};
 

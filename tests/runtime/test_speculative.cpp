@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../test_default_model.hpp"
+#include "../test_util.hpp"
 #include "tessera/io/tokenizer.hpp"
 #include "tessera/io/tokenizer_gguf.hpp"
 #include "tessera/models/llama_context.hpp"
@@ -46,11 +47,10 @@ double chi_square(const std::map<int32_t, int>& counts, const std::map<int32_t, 
   return chi;
 }
 
-// 99.99% quantiles of chi-square for 1..10 degrees of freedom: a correct rule fails 1 run in 10^4.
+// Significance 1e-4: a correct rule fails one run in 10^4 (test::chi2_critical, z = 3.719).
 double chi_limit(int dof) {
-  static const double q[] = {0, 15.14, 18.42, 21.11, 23.51, 25.74, 27.86, 29.88, 31.83, 33.72, 35.56};
-  REQUIRE((dof >= 1 && dof <= 10));
-  return q[dof];
+  REQUIRE(dof >= 1);
+  return test::chi2_critical(static_cast<size_t>(dof), 3.719016);
 }
 
 int32_t draw_from(const std::vector<sample::Candidate>& d, sample::Rng& rng) {

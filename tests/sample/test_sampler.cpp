@@ -85,17 +85,11 @@ std::vector<int32_t> sorted_ids(const Candidates& c) {
   return ids;
 }
 
-// Chi-square critical value at significance 1e-6 by Wilson-Hilferty:
-// df (1 - 2/(9 df) + z sqrt(2/(9 df)))^3, z = 4.7534 the normal quantile.
-// For df >= 3 it overstates the exact quantile by < 8% (df 7: 41.9 vs 40.5,
-// df 39: 96.6 vs 96.1), i.e. it errs towards accepting. With a fixed seed the
-// test is deterministic; 1e-6 is the chance a correct sampler with some other
-// seed would fail, while a bias of a few percent on a token of mass 0.1 over
-// 100k draws gives a statistic in the hundreds.
-double chi2_critical(size_t df) {
-  const double k = static_cast<double>(df), z = 4.753424;
-  return k * std::pow(1.0 - 2.0 / (9.0 * k) + z * std::sqrt(2.0 / (9.0 * k)), 3.0);
-}
+// Critical values: test::chi2_critical at significance 1e-6. With a fixed seed
+// the test is deterministic; 1e-6 is the chance a correct sampler with some
+// other seed would fail, while a bias of a few percent on a token of mass 0.1
+// over 100k draws gives a statistic in the hundreds.
+using test::chi2_critical;
 
 // Pearson's statistic sum (O - E)^2 / E with E = n p.
 double chi2_stat(const std::vector<int64_t>& counts, const std::vector<double>& probs, int64_t n) {
