@@ -37,7 +37,9 @@ struct Args {
   int beams = 0;                       // --beams N: beam search (0: off)
   float length_penalty = 1.f;          // --length-penalty A
   std::string early_stopping = "false";  // --early-stopping true | false | never
-  std::string kv = "static", kv_type = "f32";
+  std::string kv = "static", kv_type;  // kv_type empty: f32 on the CPU, f16 on a GPU
+  std::string device = "cpu";          // --device cpu | cuda
+  bool graph = true;                   // --no-graph: GPU decode without CUDA-graph replay
   tessera::kv::KvSpec kv_spec;  // parsed from kv and kv_type
   tessera::sample::SamplerParams sampling;
 };
@@ -59,7 +61,10 @@ inline const char* usage() {
          "      --chat             interactive chat with the model's chat template\n"
          "      --system TEXT      system prompt for --chat\n"
          "      --kv KIND          KV cache: static | growing | sliding:W | paged:B (default static)\n"
-         "      --kv-type T        KV storage: f32 | f16 | q8_0 (default f32)\n"
+         "      --kv-type T        KV storage: f32 | f16 | q8_0 (default f32; on a GPU f16 | q8_0, default f16)\n"
+         "      --device D         cpu (default) | cuda: run on the first GPU (needs a build with\n"
+         "                         -DTESSERA_CUDA=ON); generation, --chat and --bench\n"
+         "      --no-graph         cuda: launch the decode step's kernels one by one, no graph replay\n"
          "      --bench            prefill (pp128, pp512) and decode (tg128) speed, tokens/s\n"
          "      --reps N           repetitions per --bench test (default 3)\n"
          "      --ids              print the generated token ids at the end\n"
@@ -129,6 +134,11 @@ inline Args parse(int argc, char** argv) {
     else if (f == "--ids") a.print_ids = true;
     else if (f == "--kv") a.kv = value();
     else if (f == "--kv-type") a.kv_type = value();
+    else if (f == "--device") {
+      a.device = value();
+      tessera::check(a.device == "cpu" || a.device == "cuda", "--device must be cpu or cuda, got '", a.device, "'");
+    }
+    else if (f == "--no-graph") a.graph = false;
     else if (f == "--perplexity") a.perplexity = value();
     else if (f == "--chunks") a.chunks = integer(1);
     else if (f == "--kl-divergence-base") a.kl_base = value();
@@ -160,7 +170,16 @@ inline Args parse(int argc, char** argv) {
   tessera::check(a.beams == 0 || !a.speculative(), "--beams and speculative decoding are alternatives");
   tessera::check(std::isfinite(a.length_penalty), "--length-penalty must be finite");
   tessera::sample::validate(a.sampling);  // names a bad sampling value
-  a.kv_spec = tessera::kv::parse_kv_spec(a.kv, tessera::kv::parse_kv_type(a.kv_type));
+  if (a.device == "cuda") {
+    tessera::check(a.perplexity.empty() && !a.kl_divergence && a.beams == 0 && !a.speculative(),
+                   "--device cuda runs generation, --chat and --bench; --perplexity, --kl-divergence, --beams and "
+                   "speculative decoding run on the CPU only");
+    tessera::check(a.kv_type.empty() || a.kv_type == "f16" || a.kv_type == "q8_0",
+                   "--device cuda keeps keys and values as f16 or q8_0, not '", a.kv_type, "'");
+    tessera::check(a.kv == "static" || a.kv.starts_with("paged:"), "--device cuda: --kv static or paged:B, not '",
+                   a.kv, "'");
+  }
+  a.kv_spec = tessera::kv::parse_kv_spec(a.kv, tessera::kv::parse_kv_type(a.kv_type.empty() ? "f32" : a.kv_type));
   return a;
 }
 

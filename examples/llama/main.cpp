@@ -25,6 +25,9 @@
 #include "tessera/runtime/beam_search.hpp"
 #include "tessera/runtime/generator.hpp"
 #include "tessera/runtime/speculative.hpp"
+#if TESSERA_WITH_CUDA
+#include "tessera/models/llama_cuda.hpp"
+#endif
 
 using namespace tessera;
 
@@ -108,8 +111,23 @@ int run_beams(const llama_cli::Args& a, const std::shared_ptr<const models::Llam
   return 0;
 }
 
-int run_generate(const llama_cli::Args& a, models::LlamaContext& ctx,
-                 const std::shared_ptr<const models::LlamaModel>& model, const io::Tokenizer& tok) {
+// The context's end-of-run line: its cache (CPU) or device memory (GPU).
+void print_memory(const models::LlamaContext& ctx) {
+  const auto mem = ctx.kv_cache().memory();
+  std::fprintf(stderr, "KV cache: %s, %.2f MiB used, %.2f MiB reserved\n", ctx.kv_cache().describe().c_str(),
+               static_cast<double>(mem.used) / (1 << 20), static_cast<double>(mem.reserved) / (1 << 20));
+}
+#if TESSERA_WITH_CUDA
+void print_memory(const models::LlamaCudaContext& ctx) {
+  std::fprintf(stderr, "GPU: %s; weights %.1f MiB, KV cache %.1f MiB, device memory %.1f MiB\n",
+               ctx.describe().c_str(), static_cast<double>(ctx.weight_bytes()) / (1 << 20),
+               static_cast<double>(ctx.kv_bytes()) / (1 << 20), static_cast<double>(ctx.device_bytes()) / (1 << 20));
+}
+#endif
+
+template <class Ctx>
+int run_generate(const llama_cli::Args& a, Ctx& ctx, const std::shared_ptr<const models::LlamaModel>& model,
+                 const io::Tokenizer& tok) {
   sample::Sampler sampler(a.sampling, ctx.model().config().n_vocab);
   const auto prompt = tok.encode(a.prompt, /*add_special=*/true, /*parse_special=*/true);
   check(static_cast<int>(prompt.size()) <= ctx.n_ctx(), "prompt of ", prompt.size(),
@@ -124,8 +142,11 @@ int run_generate(const llama_cli::Args& a, models::LlamaContext& ctx,
     return true;
   };
   runtime::GenerationResult r;
-  std::unique_ptr<runtime::Drafter> drafter = make_drafter(a, ctx, model, tok);
+  std::unique_ptr<runtime::Drafter> drafter;
+  if constexpr (std::is_same_v<Ctx, models::LlamaContext>) drafter = make_drafter(a, ctx, model, tok);
+  else (void)model;
   if (drafter) {
+    if constexpr (std::is_same_v<Ctx, models::LlamaContext>) {
     runtime::SpeculativeConfig spec;
     spec.draft_max = a.draft_max;
     const auto sr = runtime::speculative_generate(ctx, tok, sampler, *drafter, prompt, cfg, spec, print);
@@ -133,6 +154,7 @@ int run_generate(const llama_cli::Args& a, models::LlamaContext& ctx,
     std::fprintf(stderr, "\n\nspeculative (%s): %lld of %lld drafted tokens accepted (%.1f%%), %.2f tokens per target pass",
                  drafter->describe().c_str(), static_cast<long long>(sr.accepted), static_cast<long long>(sr.drafted),
                  100 * sr.acceptance(), sr.tokens_per_pass());
+    }
   } else {
     r = runtime::generate(ctx, tok, sampler, prompt, cfg, print);
   }
@@ -141,13 +163,12 @@ int run_generate(const llama_cli::Args& a, models::LlamaContext& ctx,
     for (int32_t t : r.tokens) std::printf(" %d", t);
   }
   print_stats(r);
-  const auto mem = ctx.kv_cache().memory();
-  std::fprintf(stderr, "KV cache: %s, %.2f MiB used, %.2f MiB reserved\n", ctx.kv_cache().describe().c_str(),
-               static_cast<double>(mem.used) / (1 << 20), static_cast<double>(mem.reserved) / (1 << 20));
+  print_memory(ctx);
   return 0;
 }
 
-int run_chat(const llama_cli::Args& a, models::LlamaContext& ctx, const io::Tokenizer& tok,
+template <class Ctx>
+int run_chat(const llama_cli::Args& a, Ctx& ctx, const io::Tokenizer& tok,
              const io::ChatTemplate& tmpl) {
   sample::Sampler sampler(a.sampling, ctx.model().config().n_vocab);
   std::vector<io::ChatMessage> messages;
@@ -191,6 +212,61 @@ double median_seconds(int reps, F&& f) {
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
 }
+
+#if TESSERA_WITH_CUDA
+models::CudaContextOptions cuda_options(const llama_cli::Args& a) {
+  models::CudaContextOptions o;
+  o.kv = a.kv_type == "q8_0" ? cuda::KvElem::q8_0 : cuda::KvElem::f16;
+  o.paged = a.kv_spec.kind == kv::KvSpec::Kind::paged;
+  if (o.paged) o.page_size = static_cast<int>(a.kv_spec.param);
+  o.graph = a.graph;
+  return o;
+}
+
+// llama-bench's pp128, pp512 and tg128 on the GPU, one context reset between runs.
+int run_bench_cuda(const llama_cli::Args& a, const std::shared_ptr<const models::LlamaModel>& model,
+                   const std::string& path) {
+  using clock = std::chrono::steady_clock;
+  const auto& c = model->config();
+  std::mt19937 rng(1);
+  std::uniform_int_distribution<int32_t> any_token(0, c.n_vocab - 1);
+  models::LlamaCudaContext ctx(model, 1024, 512, cuda_options(a));
+  std::printf("| model | size MiB | device | test | t/s |\n|---|---|---|---|---|\n");
+  const double size_mib = static_cast<double>(std::filesystem::file_size(path)) / (1 << 20);
+  const std::string name = std::filesystem::path(path).filename().string();
+  auto row = [&](const char* test, int n, double s) {
+    std::printf("| %s | %.1f | cuda | %s | %.2f |\n", name.c_str(), size_mib, test, n / s);
+    std::fflush(stdout);
+  };
+  for (int n : {128, 512}) {
+    std::vector<int32_t> toks(static_cast<size_t>(n));
+    for (auto& t : toks) t = any_token(rng);
+    ctx.reset();
+    ctx.eval_greedy(toks);  // warm-up: kernels loaded, cuBLAS initialised
+    const double s = median_seconds(a.bench_reps, [&] {
+      ctx.reset();
+      const auto t0 = clock::now();
+      ctx.eval_greedy(toks);
+      return std::chrono::duration<double>(clock::now() - t0).count();
+    });
+    row(n == 128 ? "pp128" : "pp512", n, s);
+  }
+  const int32_t first = any_token(rng);
+  ctx.reset();
+  for (int i = 0; i < 3; ++i) ctx.eval_greedy(std::span<const int32_t>(&first, 1));  // warm-up + graph capture
+  const double s = median_seconds(a.bench_reps, [&] {
+    ctx.reset();
+    const auto t0 = clock::now();
+    int32_t t = first;
+    for (int i = 0; i < 128; ++i) t = ctx.eval_greedy(std::span<const int32_t>(&t, 1));
+    return std::chrono::duration<double>(clock::now() - t0).count();
+  });
+  row("tg128", 128, s);
+  std::fprintf(stderr, "weights read per decoded token: %.1f MiB; ", static_cast<double>(model->weight_bytes_per_token()) / (1 << 20));
+  print_memory(ctx);
+  return 0;
+}
+#endif
 
 int run_bench(const llama_cli::Args& a, const std::shared_ptr<const models::LlamaModel>& model,
               const std::string& path) {
@@ -251,6 +327,22 @@ int main(int argc, char** argv) {
     if (a.threads > 0) set_num_threads(a.threads);
     const std::string path = a.model.empty() ? default_model() : a.model;
     const auto model = models::LlamaModel::load(path);
+#if TESSERA_WITH_CUDA
+    if (a.device == "cuda") {
+      if (a.bench) return run_bench_cuda(a, model, path);
+      const io::Tokenizer tok = io::Tokenizer::from_spec(io::tokenizer_spec_from_gguf(model->file().meta()));
+      models::LlamaCudaContext ctx(model, a.n_ctx, a.n_batch, cuda_options(a));
+      if (a.chat) {
+        const auto tmpl =
+            io::ChatTemplate::from_source(model->file().meta().get<std::string>("tokenizer.chat_template"));
+        return run_chat(a, ctx, tok, tmpl);
+      }
+      return run_generate(a, ctx, model, tok);
+    }
+#else
+    check(a.device != "cuda", "--device cuda: this tessera-llama was built without CUDA (configure with "
+          "-DTESSERA_CUDA=ON)");
+#endif
     if (a.bench) return run_bench(a, model, path);
     const io::Tokenizer tok = io::Tokenizer::from_spec(io::tokenizer_spec_from_gguf(model->file().meta()));
     if (a.beams > 0) return run_beams(a, model, tok);

@@ -39,6 +39,17 @@ using gpuDeviceProp = hipDeviceProp_t;
 #define gpuFuncSetAttribute(f, a, v) hipFuncSetAttribute(reinterpret_cast<const void*>(f), a, v)
 #define gpuFuncAttributeMaxDynamicSharedMemorySize hipFuncAttributeMaxDynamicSharedMemorySize
 #define gpuSmemOptin(prop) (prop).sharedMemPerBlock
+#define gpuMemGetInfo hipMemGetInfo
+#define gpuMallocHost(p, n) hipHostMalloc(p, n, 0)
+#define gpuFreeHost hipHostFree
+#define gpuStreamBeginCapture(s) hipStreamBeginCapture(s, hipStreamCaptureModeThreadLocal)
+#define gpuStreamEndCapture hipStreamEndCapture
+#define gpuGraphInstantiate(exec, g) hipGraphInstantiate(exec, g, nullptr, nullptr, 0)
+#define gpuGraphLaunch hipGraphLaunch
+#define gpuGraphDestroy hipGraphDestroy
+#define gpuGraphExecDestroy hipGraphExecDestroy
+using gpuGraph_t = hipGraph_t;
+using gpuGraphExec_t = hipGraphExec_t;
 
 namespace tessera::cuda::dev {
 template <class T>
@@ -62,6 +73,8 @@ __device__ __forceinline__ int dp4a(int a, int b, int c) {
 using gpuError_t = cudaError_t;
 using gpuStream_t = cudaStream_t;
 using gpuEvent_t = cudaEvent_t;
+using gpuGraph_t = cudaGraph_t;
+using gpuGraphExec_t = cudaGraphExec_t;
 using gpuDeviceProp = cudaDeviceProp;
 #define gpuSuccess cudaSuccess
 #define gpuErrorMemoryAllocation cudaErrorMemoryAllocation
@@ -89,6 +102,15 @@ using gpuDeviceProp = cudaDeviceProp;
 #define gpuFuncSetAttribute(f, a, v) cudaFuncSetAttribute(f, a, v)
 #define gpuFuncAttributeMaxDynamicSharedMemorySize cudaFuncAttributeMaxDynamicSharedMemorySize
 #define gpuSmemOptin(prop) (prop).sharedMemPerBlockOptin
+#define gpuMemGetInfo cudaMemGetInfo
+#define gpuMallocHost(p, n) cudaMallocHost(p, n)
+#define gpuFreeHost cudaFreeHost
+#define gpuStreamBeginCapture(s) cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal)
+#define gpuStreamEndCapture cudaStreamEndCapture
+#define gpuGraphInstantiate(exec, g) cudaGraphInstantiate(exec, g, 0)
+#define gpuGraphLaunch cudaGraphLaunch
+#define gpuGraphDestroy cudaGraphDestroy
+#define gpuGraphExecDestroy cudaGraphExecDestroy
 
 namespace tessera::cuda::dev {
 template <class T>

@@ -223,7 +223,7 @@ void decode_attention(const Stream& s, DeviceView<const float, 3> q, const Devic
   detail::Carver c(workspace, "cuda::decode_attention");
   float* part = c.take<float>(n_seqs * n_heads * dev::kMaxSplits * (d + 2));
   dev::KvRef ref{static_cast<const uint8_t*>(kv.k), static_cast<const uint8_t*>(kv.v), kv.seq_lens, kv.block_table,
-                 kv.max_keys, kv.page_size, kv.max_pages, kv.n_kv_heads,
+                 kv.shared_rows ? 0 : kv.max_keys, kv.page_size, kv.shared_rows ? 0 : kv.max_pages, kv.n_kv_heads,
                  kv.elem == KvElem::q8_0 ? d / 32 * 34 : d * 2};
   const int64_t max_len = kv.block_table ? kv.page_size * kv.max_pages : kv.max_keys;
   const float qscale = (scale != 0.f ? scale : 1.f / std::sqrt(static_cast<float>(d))) * 1.4426950408889634f;

@@ -355,6 +355,7 @@ void flash_attention(const Stream& s, DeviceView<const T, 4> q, const DeviceKv& 
   check(kv.block_table ? kv.page_size > 0 && kv.max_pages > 0 : kv.max_keys > 0,
         "cuda::flash_attention: a paged cache needs page_size and max_pages, a contiguous one max_keys");
   check(mask.kind != DeviceMask::Kind::sliding || mask.window > 0, "cuda::flash_attention: window ", mask.window);
+  check(!kv.shared_rows, "cuda::flash_attention: shared_rows is for decode_attention");
   check(n_seqs < 65536 && n_heads < 65536, "cuda::flash_attention: grid too large");
   if (q.empty()) return;
   dev::FlashArgs a{};

@@ -32,6 +32,13 @@ DeviceInfo device_info(int device) {
   return info;
 }
 
+MemoryInfo memory_info(int device) {
+  detail::check_gpu(gpuSetDevice(device), "cudaSetDevice");
+  MemoryInfo m;
+  detail::check_gpu(gpuMemGetInfo(&m.free_bytes, &m.total_bytes), "cudaMemGetInfo");
+  return m;
+}
+
 Stream::Stream(int device) : device_(device) {
   detail::check_gpu(gpuSetDevice(device), "cudaSetDevice");
   gpuStream_t s{};
@@ -77,7 +84,61 @@ double Timer::stop_ms() {
   return ms;
 }
 
+Graph::~Graph() { reset(); }
+
+Graph& Graph::operator=(Graph&& o) noexcept {
+  if (this != &o) {
+    reset();
+    graph_ = std::exchange(o.graph_, nullptr);
+    exec_ = std::exchange(o.exec_, nullptr);
+  }
+  return *this;
+}
+
+void Graph::reset() noexcept {
+  if (exec_) (void)gpuGraphExecDestroy(static_cast<gpuGraphExec_t>(exec_));
+  if (graph_) (void)gpuGraphDestroy(static_cast<gpuGraph_t>(graph_));
+  exec_ = graph_ = nullptr;
+}
+
+void Graph::begin(const Stream& s) {
+  reset();
+  detail::check_gpu(gpuStreamBeginCapture(detail::native(s)), "cudaStreamBeginCapture");
+}
+
+void Graph::end(const Stream& s) {
+  gpuGraph_t g{};
+  detail::check_gpu(gpuStreamEndCapture(detail::native(s), &g), "cudaStreamEndCapture");
+  graph_ = g;
+  gpuGraphExec_t e{};
+  detail::check_gpu(gpuGraphInstantiate(&e, g), "cudaGraphInstantiate");
+  exec_ = e;
+}
+
+void Graph::launch(const Stream& s) const {
+  check(exec_ != nullptr, "cuda::Graph::launch: nothing captured");
+  detail::check_gpu(gpuGraphLaunch(static_cast<gpuGraphExec_t>(exec_), detail::native(s)), "cudaGraphLaunch");
+}
+
 namespace detail {
+
+void* host_alloc_pinned(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  void* p = nullptr;
+  check_gpu(gpuMallocHost(&p, bytes), "cudaMallocHost");
+  return p;
+}
+void host_free_pinned(void* p) noexcept {
+  if (p) (void)gpuFreeHost(p);
+}
+void copy_to_device_async(const Stream& s, void* dst, const void* pinned_src, size_t bytes) {
+  if (bytes == 0) return;
+  check_gpu(gpuMemcpyAsync(dst, pinned_src, bytes, gpuMemcpyHostToDevice, native(s)), "cudaMemcpyAsync (to device)");
+}
+void copy_to_host_async(const Stream& s, void* pinned_dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  check_gpu(gpuMemcpyAsync(pinned_dst, src, bytes, gpuMemcpyDeviceToHost, native(s)), "cudaMemcpyAsync (to host)");
+}
 
 const DeviceInfo& cached_info(int device) {
   static std::mutex mu;

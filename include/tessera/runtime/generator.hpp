@@ -42,10 +42,22 @@ struct GenerationResult {
 /// Called with each piece of final text; return false to stop.
 using OnText = std::function<bool(std::string_view)>;
 
+/// What generate() needs of a context: LlamaContext on the CPU,
+/// LlamaCudaContext on a GPU.
+template <class C>
+concept EvalContext = requires(C& c, std::span<const int32_t> t) {
+  { c.eval(t) } -> std::convertible_to<std::span<const float>>;
+  { c.n_past() } -> std::convertible_to<int64_t>;
+  { c.n_ctx() } -> std::convertible_to<int64_t>;
+};
+
 /// Runs prompt (appended after what ctx already holds) and generates. The sampler sees every
 /// generated token (repetition penalty history).  Error if the prompt does not fit the context.
-inline GenerationResult generate(models::LlamaContext& ctx, const io::Tokenizer& tok, sample::Sampler& sampler,
-                                 std::span<const int32_t> prompt, const GenerationConfig& cfg, const OnText& on_text) {
+/// A context with eval_greedy() (a GPU one) picks greedy tokens itself when the sampler is a
+/// plain argmax, so no logits are downloaded.
+template <EvalContext Ctx>
+GenerationResult generate(Ctx& ctx, const io::Tokenizer& tok, sample::Sampler& sampler,
+                          std::span<const int32_t> prompt, const GenerationConfig& cfg, const OnText& on_text) {
   using clock = std::chrono::steady_clock;
   auto seconds = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
   check(!prompt.empty(), "generate: empty prompt");
@@ -55,8 +67,20 @@ inline GenerationResult generate(models::LlamaContext& ctx, const io::Tokenizer&
   r.n_prompt = static_cast<int>(prompt.size());
   for (int32_t t : prompt) sampler.accept(t);
 
+  // One forward pass and the token after it.
+  auto step = [&](std::span<const int32_t> tokens) -> int32_t {
+    if constexpr (requires { ctx.eval_greedy(tokens); })
+      if (sampler.is_argmax()) return ctx.eval_greedy(tokens);
+    return sampler.sample(ctx.eval(tokens));
+  };
+
   const auto t0 = clock::now();
-  std::span<const float> logits = ctx.eval(prompt);
+  if (cfg.max_new_tokens <= 0) {  // prefill only: nothing is sampled
+    ctx.eval(prompt);
+    r.prefill_s = seconds(t0, clock::now());
+    return r;
+  }
+  int32_t token = step(prompt);
   const auto t1 = clock::now();
   r.prefill_s = seconds(t0, t1);
 
@@ -68,7 +92,6 @@ inline GenerationResult generate(models::LlamaContext& ctx, const io::Tokenizer&
   };
   r.stop = StopReason::max_tokens;
   for (int i = 0; i < cfg.max_new_tokens; ++i) {
-    const int32_t token = sampler.sample(logits);
     sampler.accept(token);
     r.tokens.push_back(token);
     if (i == 0) r.ttft_s = seconds(t0, clock::now());
@@ -77,7 +100,7 @@ inline GenerationResult generate(models::LlamaContext& ctx, const io::Tokenizer&
     if (stops.stopped()) { r.stop = StopReason::stop_string; break; }
     if (i + 1 == cfg.max_new_tokens) break;
     if (ctx.n_past() >= ctx.n_ctx()) { r.stop = StopReason::context_full; break; }
-    logits = ctx.eval(std::span<const int32_t>(&token, 1));
+    token = step(std::span<const int32_t>(&token, 1));
   }
   // Held-back text is released at the end, except after a stop string (it is the stop string's start)
   // or a callback that asked to stop (it must not be called again).

@@ -132,6 +132,9 @@ class Sampler {
   const Candidates& candidates() const { return candidates_; }
 
   const SamplerParams& params() const { return params_; }
+  /// sample() is the plain argmax of the logits (temperature 0, no penalty):
+  /// a GPU context may pick the token on the device and skip the download.
+  bool is_argmax() const { return params_.temperature == 0.f && !penalty_enabled(); }
   int n_vocab() const { return n_vocab_; }
   /// The stream the draws come from; copy or restore it to fork or rewind a run.
   Rng& rng() { return rng_; }

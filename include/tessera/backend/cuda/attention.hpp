@@ -33,7 +33,33 @@ struct DeviceKv {
   int64_t max_keys = 0;               // contiguous: rows reserved per sequence
   const int32_t* block_table = nullptr;  // null: contiguous
   int64_t page_size = 0, max_pages = 0;  // paged
+  /// Every sequence reads sequence 0's keys (decode_attention only): the rows of
+  /// one sequence's prefill issued as separate queries, row t with seq_lens[t] = p0 + t + 1.
+  bool shared_rows = false;
 };
+
+/// The writable rows of one sequence's cache, for kv_store: position p lives in
+/// row p (contiguous, p < max_keys) or in row block_table[p / page_size] *
+/// page_size + p % page_size of the pool (paged, p < max_keys too).  Row layout
+/// as DeviceKv: [n_kv_heads, head_dim] elements, q8_0 as head_dim / 32 blocks per head.
+struct DeviceKvRows {
+  KvElem elem = KvElem::f16;
+  int64_t n_kv_heads = 0, head_dim = 0;
+  void* k = nullptr;
+  void* v = nullptr;
+  int64_t max_keys = 0;
+  const int32_t* block_table = nullptr;  // null: contiguous
+  int64_t page_size = 0;
+};
+
+/// Stores new keys and values: k, v [T, n_kv_heads, head_dim] f32 go to the rows
+/// of positions pos[t] (int32 on the device; the device reads them, so a
+/// replayed graph may change them), converted to dst.elem: f16 / bf16 rounded
+/// to nearest, q8_0 as quantize_row<block_q8_0> does (d = amax / 127 in f16,
+/// round to even).  head_dim % 32 == 0.  A position outside [0, max_keys) is not
+/// written and sets fault[0] to 1 (the device cannot throw).  O(T n_kv_heads head_dim).
+void kv_store(const Stream& s, DeviceView<const float, 3> k, DeviceView<const float, 3> v,
+              DeviceView<const int32_t, 1> pos, const DeviceKvRows& dst, DeviceView<int32_t, 1> fault);
 
 /// Which keys a query at position p sees: causal (<= p), sliding window
 /// (p - window, p], or none (all the sequence's keys).

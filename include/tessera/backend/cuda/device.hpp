@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 namespace tessera::cuda {
 
@@ -26,6 +27,12 @@ struct DeviceInfo {
 
 /// Facts about device `device`. Error if it does not exist.
 DeviceInfo device_info(int device = 0);
+
+/// Free and total bytes of device memory now (cudaMemGetInfo on `device`).
+struct MemoryInfo {
+  size_t free_bytes = 0, total_bytes = 0;
+};
+MemoryInfo memory_info(int device = 0);
 
 /// An owned stream on one device. Every call of the API takes one and queues its
 /// kernels on it; copies to and from the host synchronise it. Not copyable.
@@ -64,6 +71,75 @@ class Timer {
   const Stream* stream_;
   void* begin_ = nullptr;
   void* end_ = nullptr;
+};
+
+/// A captured sequence of a stream's work, replayed as one launch (a CUDA /
+/// HIP graph).  Capture with begin(s) ... end(); the work queued in between is
+/// recorded, not run.  A replay reads whatever device memory the captured
+/// kernels point at, so per-step inputs (token ids, positions) live in device
+/// buffers that are updated before launch().  Not copyable.
+class Graph {
+ public:
+  Graph() = default;
+  ~Graph();
+  Graph(Graph&& o) noexcept : graph_(std::exchange(o.graph_, nullptr)), exec_(std::exchange(o.exec_, nullptr)) {}
+  Graph& operator=(Graph&& o) noexcept;
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+
+  /// Starts recording s (this thread's work on it only).  Drops an earlier capture.
+  void begin(const Stream& s);
+  /// Stops recording and instantiates the graph.  Error if a captured call failed.
+  void end(const Stream& s);
+  /// Queues one replay on s.
+  void launch(const Stream& s) const;
+  bool ready() const { return exec_ != nullptr; }
+
+ private:
+  void reset() noexcept;
+  void* graph_ = nullptr;
+  void* exec_ = nullptr;
+};
+
+/// Page-locked host memory of n T (cudaMallocHost): the source of copies that
+/// must be asynchronous, e.g. per-step inputs of a replayed graph.
+template <class T>
+class PinnedBuffer;
+
+namespace detail {
+void* host_alloc_pinned(size_t bytes);
+void host_free_pinned(void* p) noexcept;
+/// Queues a copy from pinned host memory; returns at once.
+void copy_to_device_async(const Stream& s, void* dst, const void* pinned_src, size_t bytes);
+/// Queues a copy into pinned host memory; the caller synchronises before reading.
+void copy_to_host_async(const Stream& s, void* pinned_dst, const void* src, size_t bytes);
+}  // namespace detail
+
+template <class T>
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  explicit PinnedBuffer(size_t n) : data_(static_cast<T*>(detail::host_alloc_pinned(n * sizeof(T)))), n_(n) {}
+  ~PinnedBuffer() { detail::host_free_pinned(data_); }
+  PinnedBuffer(PinnedBuffer&& o) noexcept : data_(std::exchange(o.data_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
+    if (this != &o) {
+      detail::host_free_pinned(data_);
+      data_ = std::exchange(o.data_, nullptr);
+      n_ = std::exchange(o.n_, 0);
+    }
+    return *this;
+  }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  T* data() { return data_; }
+  const T* data() const { return data_; }
+  size_t size() const { return n_; }
+  T& operator[](size_t i) { return data_[i]; }
+
+ private:
+  T* data_ = nullptr;
+  size_t n_ = 0;
 };
 
 namespace detail {

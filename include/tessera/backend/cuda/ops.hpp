@@ -89,4 +89,12 @@ void argmax(const Stream& s, DeviceView<const float, 2> x, DeviceView<int32_t, 1
 /// x [R, n], idx / val [R, k], 1 <= k <= 64 and k <= n.  k passes over each row: O(R n k).
 void top_k(const Stream& s, DeviceView<const float, 2> x, DeviceView<int32_t, 2> idx, DeviceView<float, 2> val);
 
+/// out[i] = in[i] rounded to nearest f16 / bf16, or widened back to f32.  n values, O(n).
+template <class H>
+  requires std::is_same_v<H, f16> || std::is_same_v<H, bf16>
+void convert(const Stream& s, DeviceView<const float, 1> in, DeviceView<H, 1> out);
+template <class H>
+  requires std::is_same_v<H, f16> || std::is_same_v<H, bf16>
+void convert(const Stream& s, DeviceView<const H, 1> in, DeviceView<float, 1> out);
+
 }  // namespace tessera::cuda
