@@ -32,6 +32,19 @@ __global__ void dequant_bf16_kernel(const uint8_t* __restrict__ w, int64_t n, in
   out[i] = float_to_bf16_bits(Fmt<W>::elem(w + (i / k) * row_bytes, i % k));
 }
 
+// Split q4_0 / q8_0 (QB quant bytes a block) -> bf16 [n, k]; one thread per element.
+template <int QB>
+__global__ void dequant_split_bf16_kernel(const uint8_t* __restrict__ qs, const uint16_t* __restrict__ d, int64_t nk,
+                                          uint16_t* out) {
+  const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (i >= nk) return;
+  const int64_t b = i / 32;
+  const int e = static_cast<int>(i % 32);
+  const uint8_t* q = qs + b * QB;
+  const int v = QB == 16 ? (e < 16 ? (q[e] & 15) : (q[e - 16] >> 4)) - 8 : static_cast<int8_t>(q[e]);
+  out[i] = float_to_bf16_bits(f16_bits_to_float(d[b]) * static_cast<float>(v));
+}
+
 __global__ void f32_to_bf16_kernel(const float* __restrict__ x, int64_t n, uint16_t* out) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i < n) out[i] = float_to_bf16_bits(x[i]);
@@ -114,20 +127,12 @@ cublasHandle_t cublas_handle(int device) {
 }  // namespace
 #endif
 
-template <DeviceWeight W>
-void gemm(const Stream& s, DeviceView<const W, 2> w, DeviceView<const float, 2> x, DeviceView<float, 2> y,
-          DeviceView<std::byte, 1> workspace) {
-  const int64_t n = w.dim(0), k = w.dim(1) * dev::Fmt<W>::block_elems, m = x.dim(0);
-  TESSERA_CHECK(x.dim(1) == k && y.dim(0) == m && y.dim(1) == n, "cuda::gemm (", quant_traits<W>::name, "): weight ",
-                w.shape_str(), " with x ", x.shape_str(), " into y ", y.shape_str());
-  check(m < INT32_MAX && n < INT32_MAX && k < INT32_MAX, "cuda::gemm: extents beyond int32");
-  if (y.empty()) return;
-  detail::Carver c(workspace, "cuda::gemm");
-  auto* wb = c.take<uint16_t>(n * k);
-  auto* xb = c.take<uint16_t>(m * k);
+namespace {
+// y = x wb^T with wb [n, k] bf16 already in the workspace's first n*k slots; x rounded to bf16 after it.
+void gemm_bf16(const Stream& s, const uint16_t* wb, uint16_t* xb, int64_t n, int64_t k,
+               DeviceView<const float, 2> x, DeviceView<float, 2> y) {
+  const int64_t m = x.dim(0);
   const gpuStream_t st = detail::native(s);
-  dev::dequant_bf16_kernel<W><<<static_cast<unsigned>(detail::ceil_div(n * k, 256)), 256, 0, st>>>(
-      reinterpret_cast<const uint8_t*>(w.data()), n, k, w.dim(1) * int64_t{sizeof(W)}, wb);
   dev::f32_to_bf16_kernel<<<static_cast<unsigned>(detail::ceil_div(m * k, 256)), 256, 0, st>>>(x.data(), m * k, xb);
   detail::check_launch("cuda::gemm (to bf16)");
 #if defined(TESSERA_HAVE_CUBLAS)
@@ -144,6 +149,47 @@ void gemm(const Stream& s, DeviceView<const W, 2> w, DeviceView<const float, 2> 
   dev::gemm_tiled_kernel<<<grid, 256, 0, st>>>(xb, wb, m, n, k, y.data());
   detail::check_launch("cuda::gemm");
 #endif
+}
+}  // namespace
+
+void gemm_split(const Stream& s, const SplitWeight& w, DeviceView<const float, 2> x, DeviceView<float, 2> y,
+                DeviceView<std::byte, 1> workspace) {
+  const int64_t n = w.n, k = w.k, m = x.dim(0);
+  check(SplitWeight::supports(w.type), "cuda::gemm_split: only q4_0 and q8_0 split");
+  TESSERA_CHECK(k % 32 == 0 && x.dim(1) == k && y.dim(0) == m && y.dim(1) == n, "cuda::gemm_split: weight [", n,
+                ", ", k, "] with x ", x.shape_str(), " into y ", y.shape_str());
+  check(m < INT32_MAX && n < INT32_MAX && k < INT32_MAX, "cuda::gemm_split: extents beyond int32");
+  if (y.empty()) return;
+  detail::Carver c(workspace, "cuda::gemm_split");
+  auto* wb = c.take<uint16_t>(n * k);
+  auto* xb = c.take<uint16_t>(m * k);
+  const auto grid = static_cast<unsigned>(detail::ceil_div(n * k, 256));
+  const auto* qs = reinterpret_cast<const uint8_t*>(w.qs);
+  const auto* d = reinterpret_cast<const uint16_t*>(w.d);
+  if (w.type == GgmlType::q4_0)
+    dev::dequant_split_bf16_kernel<16><<<grid, 256, 0, detail::native(s)>>>(qs, d, n * k, wb);
+  else
+    dev::dequant_split_bf16_kernel<32><<<grid, 256, 0, detail::native(s)>>>(qs, d, n * k, wb);
+  detail::check_launch("cuda::gemm_split (dequantize)");
+  gemm_bf16(s, wb, xb, n, k, x, y);
+}
+
+template <DeviceWeight W>
+void gemm(const Stream& s, DeviceView<const W, 2> w, DeviceView<const float, 2> x, DeviceView<float, 2> y,
+          DeviceView<std::byte, 1> workspace) {
+  const int64_t n = w.dim(0), k = w.dim(1) * dev::Fmt<W>::block_elems, m = x.dim(0);
+  TESSERA_CHECK(x.dim(1) == k && y.dim(0) == m && y.dim(1) == n, "cuda::gemm (", quant_traits<W>::name, "): weight ",
+                w.shape_str(), " with x ", x.shape_str(), " into y ", y.shape_str());
+  check(m < INT32_MAX && n < INT32_MAX && k < INT32_MAX, "cuda::gemm: extents beyond int32");
+  if (y.empty()) return;
+  detail::Carver c(workspace, "cuda::gemm");
+  auto* wb = c.take<uint16_t>(n * k);
+  auto* xb = c.take<uint16_t>(m * k);
+  const gpuStream_t st = detail::native(s);
+  dev::dequant_bf16_kernel<W><<<static_cast<unsigned>(detail::ceil_div(n * k, 256)), 256, 0, st>>>(
+      reinterpret_cast<const uint8_t*>(w.data()), n, k, w.dim(1) * int64_t{sizeof(W)}, wb);
+  detail::check_launch("cuda::gemm (dequantize)");
+  gemm_bf16(s, wb, xb, n, k, x, y);
 }
 
 #define TESSERA_DEQUANT(W)                                                                                    \

@@ -143,6 +143,70 @@ __global__ void __launch_bounds__(256) gemv_kernel(const uint8_t* __restrict__ w
     }
 }
 
+// Split q4_0 / q8_0 (QB = 16 / 32 quant bytes a block): a warp per row, lane
+// l takes blocks l, l + 32, ...; kUnroll of them are loaded before any is
+// used, so each lane keeps kUnroll * QB bytes in flight with no shared memory.
+constexpr int kSplitWarps = 4, kUnroll = 4;
+
+template <int QB, int M>
+__global__ void __launch_bounds__(32 * kSplitWarps)
+    gemv_split_kernel(const uint8_t* __restrict__ qs, const uint16_t* __restrict__ d, int64_t n, int64_t nb, Act a,
+                      int64_t k, int m, float* __restrict__ y) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t row = blockIdx.x * int64_t{kSplitWarps} + warp;
+  if (row >= n) return;
+  const uint4* rq = reinterpret_cast<const uint4*>(qs + row * nb * QB);
+  const uint16_t* rd = d + row * nb;
+  float acc[M];
+#pragma unroll
+  for (int j = 0; j < M; ++j) acc[j] = 0.f;
+  for (int64_t b0 = lane; b0 < nb; b0 += 32 * kUnroll) {
+    uint4 q[kUnroll][QB / 16];
+    float dw[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t b = b0 + 32 * u;
+      if (b < nb) {
+#pragma unroll
+        for (int i = 0; i < QB / 16; ++i) q[u][i] = __ldg(rq + b * (QB / 16) + i);
+        dw[u] = f16_bits_to_float(__ldg(rd + b));
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t b = b0 + 32 * u;
+      if (b >= nb) break;
+      int w[8];
+      if constexpr (QB == 16) {  // q4_0: low nibbles are elements 0..15, high 16..31
+        const uint32_t v[4] = {q[u][0].x, q[u][0].y, q[u][0].z, q[u][0].w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          w[i] = static_cast<int>(v[i] & 0x0f0f0f0fu);
+          w[i + 4] = static_cast<int>((v[i] >> 4) & 0x0f0f0f0fu);
+        }
+      } else {
+        w[0] = static_cast<int>(q[u][0].x), w[1] = static_cast<int>(q[u][0].y);
+        w[2] = static_cast<int>(q[u][0].z), w[3] = static_cast<int>(q[u][0].w);
+        w[4] = static_cast<int>(q[u][1].x), w[5] = static_cast<int>(q[u][1].y);
+        w[6] = static_cast<int>(q[u][1].z), w[7] = static_cast<int>(q[u][1].w);
+      }
+#pragma unroll
+      for (int j = 0; j < M; ++j) {
+        if (j >= m) continue;
+        const int4* x = reinterpret_cast<const int4*>(a.qs + j * k + b * 32);
+        const int off = QB == 16 ? 8 * a.bsum[j * (k / 32) + b] : 0;  // q4_0 stores q + 8
+        acc[j] += dw[u] * a.d[j * (k / 32) + b] * static_cast<float>(dot32(w, x[0], x[1]) - off);
+      }
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < M; ++j) {
+    if (j >= m) continue;
+    const float v = warp_sum(acc[j]);
+    if (lane == 0) y[j * n + row] = v;
+  }
+}
+
 }  // namespace dev
 
 namespace {
@@ -236,6 +300,32 @@ void gemv(const Stream& s, DeviceView<const W, 2> w, DeviceView<const float, 2> 
     dev::gemv_kernel<W, 8><<<grid, 256, smem, detail::native(s)>>>(wp, n, row_bytes, unit_bytes, per_slice, width, a,
                                                                     k, static_cast<int>(m), y.data());
   detail::check_launch("cuda::gemv");
+}
+
+void gemv_split(const Stream& s, const SplitWeight& w, DeviceView<const float, 2> x, DeviceView<float, 2> y,
+                DeviceView<std::byte, 1> workspace) {
+  const int64_t n = w.n, k = w.k, m = x.dim(0);
+  check(SplitWeight::supports(w.type), "cuda::gemv_split: only q4_0 and q8_0 split");
+  TESSERA_CHECK(k % 32 == 0 && x.dim(1) == k && y.dim(0) == m && y.dim(1) == n, "cuda::gemv_split: weight [", n,
+                ", ", k, "] with x ", x.shape_str(), " into y ", y.shape_str());
+  check(m >= 1 && m <= 8, "cuda::gemv_split: ", m, " vectors (1 to 8 supported; use gemm_split for more)");
+  check(w.qs && w.d, "cuda::gemv_split: null weight");
+  if (n == 0) return;
+  const dev::Act a = quantize_act(s, 1, x.data(), m * k, workspace);
+  const auto grid = static_cast<unsigned>(detail::ceil_div(n, dev::kSplitWarps));
+  const auto* qs = reinterpret_cast<const uint8_t*>(w.qs);
+  const auto* d = reinterpret_cast<const uint16_t*>(w.d);
+  auto go = [&]<int QB>() {
+    if (m == 1)
+      dev::gemv_split_kernel<QB, 1><<<grid, 32 * dev::kSplitWarps, 0, detail::native(s)>>>(qs, d, n, k / 32, a, k, 1,
+                                                                                            y.data());
+    else
+      dev::gemv_split_kernel<QB, 8><<<grid, 32 * dev::kSplitWarps, 0, detail::native(s)>>>(
+          qs, d, n, k / 32, a, k, static_cast<int>(m), y.data());
+  };
+  if (w.type == GgmlType::q4_0) go.template operator()<16>();
+  else go.template operator()<32>();
+  detail::check_launch("cuda::gemv_split");
 }
 
 #define TESSERA_GEMV(W)                                                                                      \

@@ -43,9 +43,24 @@ std::vector<float> dequant(const std::vector<W>& w) {
 // <= k/32 float block terms are added differs, each addition rounding by
 // 2^-24 relative, so |diff| <= (k/32 + 8) 2^-23 sum|w x|. For float W every
 // one of the k products is added in another order: k 2^-23 sum|w x|.
+// The split layout of w, on the device: quants then scales in one buffer.
 template <class W>
-void check_gemv(const tc::Stream& s, int64_t n, int64_t k, int64_t m, uint32_t seed) {
-  CAPTURE(quant_traits<W>::name, n, k, m);
+tc::DeviceTensor<std::byte, 1> upload_split(const tc::Stream& s, const std::vector<W>& w, int64_t n, int64_t k,
+                                            tc::SplitWeight& sw) {
+  const GgmlType t = quant_traits<W>::type;
+  const int64_t nb = n * (k / 32), qb = tc::SplitWeight::quant_bytes(t);
+  std::vector<std::byte> host(static_cast<size_t>(nb * (qb + 2)));
+  tc::split_rows(t, reinterpret_cast<const std::byte*>(w.data()), n, k, host.data(),
+                 reinterpret_cast<f16*>(host.data() + nb * qb));
+  auto buf = gpu_test::to_dev<std::byte, 1>(s, host, {static_cast<int64_t>(host.size())});
+  sw = {t, buf.data(), reinterpret_cast<const f16*>(buf.data() + nb * qb), n, k};
+  return buf;
+}
+
+// split: the same product through gemv_split over the repacked matrix (q4_0, q8_0).
+template <class W>
+void check_gemv(const tc::Stream& s, int64_t n, int64_t k, int64_t m, uint32_t seed, bool split = false) {
+  CAPTURE(quant_traits<W>::name, n, k, m, split);
   constexpr int bs = quant_traits<W>::block_size;
   const auto w = make_weights<W>(n, k, seed);
   const auto x = gpu_test::random_floats(static_cast<size_t>(m * k), seed + 1);
@@ -55,7 +70,18 @@ void check_gemv(const tc::Stream& s, int64_t n, int64_t k, int64_t m, uint32_t s
   tc::DeviceTensor<float, 2> dy({m, n});
   tc::DeviceTensor<std::byte, 1> ws({static_cast<int64_t>(tc::gemv_workspace_bytes<W>(m * k)) + 1});
   gpu_test::poison(s, dy.view());
-  tc::gemv<W>(s, dw.view(), dx.view(), dy.view(), ws.view());
+  if constexpr (std::is_same_v<W, block_q4_0> || std::is_same_v<W, block_q8_0>) {
+    if (split) {
+      tc::SplitWeight sw;
+      const auto buf = upload_split(s, w, n, k, sw);
+      tc::gemv_split(s, sw, dx.view(), dy.view(), ws.view());
+      s.synchronize();
+    } else {
+      tc::gemv<W>(s, dw.view(), dx.view(), dy.view(), ws.view());
+    }
+  } else {
+    tc::gemv<W>(s, dw.view(), dx.view(), dy.view(), ws.view());
+  }
   const auto y = gpu_test::to_host(s, dy.view());
 
   const TensorView<const W, 2> wv(w.data(), {n, k / bs});
@@ -100,8 +126,8 @@ void gemv_grid(const tc::Stream& s) {
 // relative), so every product is within 2^-8 of exact; f32 accumulation adds
 // k 2^-24. Reference: f32 weights (dequantized) times x in double.
 template <class W>
-void check_gemm(const tc::Stream& s, int64_t m, int64_t n, int64_t k, uint32_t seed) {
-  CAPTURE(quant_traits<W>::name, m, n, k);
+void check_gemm(const tc::Stream& s, int64_t m, int64_t n, int64_t k, uint32_t seed, bool split = false) {
+  CAPTURE(quant_traits<W>::name, m, n, k, split);
   constexpr int bs = quant_traits<W>::block_size;
   const auto w = make_weights<W>(n, k, seed);
   const auto wf = dequant(w);
@@ -111,7 +137,18 @@ void check_gemm(const tc::Stream& s, int64_t m, int64_t n, int64_t k, uint32_t s
   tc::DeviceTensor<float, 2> dy({m, n});
   tc::DeviceTensor<std::byte, 1> ws({static_cast<int64_t>(tc::gemm_workspace_bytes(m, n, k))});
   gpu_test::poison(s, dy.view());
-  tc::gemm<W>(s, dw.view(), dx.view(), dy.view(), ws.view());
+  if constexpr (std::is_same_v<W, block_q4_0> || std::is_same_v<W, block_q8_0>) {
+    if (split) {
+      tc::SplitWeight sw;
+      const auto buf = upload_split(s, w, n, k, sw);
+      tc::gemm_split(s, sw, dx.view(), dy.view(), ws.view());
+      s.synchronize();
+    } else {
+      tc::gemm<W>(s, dw.view(), dx.view(), dy.view(), ws.view());
+    }
+  } else {
+    tc::gemm<W>(s, dw.view(), dx.view(), dy.view(), ws.view());
+  }
   const auto y = gpu_test::to_host(s, dy.view());
   for (int64_t i = 0; i < m; ++i)
     for (int64_t r = 0; r < n; ++r) {
@@ -132,6 +169,18 @@ TEMPLATE_TEST_CASE("cuda gemv matches the scalar kernels", "[cuda][gemv]", float
   if (!gpu_test::have_gpu()) return;
   tc::Stream s;
   gemv_grid<TestType>(s);
+}
+
+TEMPLATE_TEST_CASE("cuda gemv_split and gemm_split match the scalar kernels", "[cuda][gemv]", block_q8_0,
+                   block_q4_0) {
+  if (!gpu_test::have_gpu()) return;
+  tc::Stream s;
+  uint32_t seed = 500;
+  // K: one block, an odd count, a count past one unrolled step (4 x 32 blocks) with a tail.
+  for (int64_t k : {32, 96, 4160, 14336})
+    for (int64_t n : {1, 5, 67})
+      for (int64_t m : {1, 3, 8}) check_gemv<TestType>(s, n, k, m, seed++, /*split=*/true);
+  check_gemm<TestType>(s, 37, 67, 4160, seed++, /*split=*/true);
 }
 
 TEMPLATE_TEST_CASE("cuda gemm matches a double-precision product", "[cuda][gemm]", float, f16, bf16, block_q8_0,

@@ -110,15 +110,16 @@ int32_t argmax(std::span<const float> x) {
   return static_cast<int32_t>(std::max_element(x.begin(), x.end()) - x.begin());
 }
 
-// Tolerances of GPU against CPU logits, relative RMS.  Decode: both quantize
-// the activations to the same int8 blocks and sum integers exactly, so they
-// part only by the order of float additions and by the cache (both f16): a
-// few 1e-4.  Prefill: the GPU multiplies bf16-rounded weights and activations
-// on tensor cores (2^-8 relative per operand) where the CPU uses int8
-// activations (about 2^-8 of a block's largest value), and its attention
-// rounds P and O to f16: about 1% after three layers, measured below 1.5%;
-// a real error (a wrong layer, rope, mask or row) is of the order of 100%.
-constexpr double kDecodeTol = 0.01, kPrefillTol = 0.03;
+// Tolerance of GPU against CPU logits, relative RMS.  Prefill: the GPU
+// multiplies bf16-rounded weights and activations on tensor cores (2^-8
+// relative per operand) where the CPU uses int8 activations (about 2^-8 of a
+// block's largest value), and its attention rounds P and O to f16: about 1%
+// after three layers, measured up to 1.5% on the H200.  Decode steps quantize
+// activations to the same int8 blocks on both sides, but they attend over the
+// keys and values the prefill cached, so they inherit its difference (2% with
+// a q8_0 cache, where a rounding step of the cache can flip).  A real error (a
+// wrong layer, rope, mask or row) is of the order of 100%.
+constexpr double kTol = 0.03;
 
 void compare_with_cpu(const std::string& path, models::CudaContextOptions opt, const char* what) {
   INFO(what);
@@ -152,8 +153,8 @@ void compare_with_cpu(const std::string& path, models::CudaContextOptions opt, c
   }
   WARN(what << ": prefill logits rel. RMS " << e0 << ", decode worst " << worst << ", greedy agreed " << agreed
             << "/24");
-  CHECK(e0 < kPrefillTol);
-  CHECK(worst < kDecodeTol);
+  CHECK(e0 < kTol);
+  CHECK(worst < kTol);
   CHECK(agreed >= 22);
 }
 
@@ -199,11 +200,11 @@ TEST_CASE("LlamaCudaContext: the hidden state after every layer agrees with the 
     models::LlamaCudaContext gpu(model, 64, 64, {}, l);
     const auto c = cpu.eval(prompt);
     const std::vector<float> cl(c.begin(), c.end());
-    CHECK(rel_rms(gpu.eval(prompt), cl) < kPrefillTol);
+    CHECK(rel_rms(gpu.eval(prompt), cl) < kTol);
     const int32_t t = 5;
     const auto c1 = cpu.eval(std::span<const int32_t>(&t, 1));
     const std::vector<float> cl1(c1.begin(), c1.end());
-    CHECK(rel_rms(gpu.eval(std::span<const int32_t>(&t, 1)), cl1) < kDecodeTol);
+    CHECK(rel_rms(gpu.eval(std::span<const int32_t>(&t, 1)), cl1) < kTol);
   }
 }
 

@@ -38,6 +38,7 @@ struct CudaContextOptions {
   int page_size = 64;
   bool graph = true;                    // capture the decode step once and replay it
   bool fuse = true;                     // one GEMV over Wq|Wk|Wv and one over Wgate|Wup where their types agree
+  bool split = true;                    // q4_0 / q8_0 matrices repacked at upload (cuda::SplitWeight)
   int device = 0;
 };
 
@@ -117,11 +118,14 @@ class LlamaCudaContext {
   }
 
  private:
-  // A matrix on the device: GGUF blocks, rows packed, viewed (not owned).
+  // A matrix on the device, viewed (not owned): GGUF blocks with rows packed,
+  // or (d set) the split layout of q4_0 / q8_0, data holding the quants.
   struct DevLinear {
     GgmlType type = GgmlType::f32;
     const std::byte* data = nullptr;
     int64_t n_out = 0, n_in = 0;
+    const f16* d = nullptr;
+    cuda::SplitWeight split() const { return {type, data, d, n_out, n_in}; }
   };
   struct DevLayer {
     cuda::DeviceTensor<float, 1> attn_norm, ffn_norm;
@@ -157,7 +161,8 @@ class LlamaCudaContext {
   // Weights, cache and the largest buffers against the device's free memory.
   void check_memory() {
     info_ = cuda::device_info(opt_.device);
-    size_t w = model_->token_embd().n_bytes() + (tied() ? 0 : model_->output().n_bytes());
+    size_t w = model_->token_embd().n_bytes() +
+               (tied() && !splits(model_->output().type) ? 0 : model_->output().n_bytes());
     for (int l = 0; l < n_layers_; ++l)
       for (const nn::Weight* x : layer_weights(l)) w += x->n_bytes();
     const size_t kv = 2 * static_cast<size_t>(n_layers_) * static_cast<size_t>(kv_rows()) * kv_row_bytes();
@@ -181,7 +186,16 @@ class LlamaCudaContext {
     bool same = fuse;
     for (const nn::Weight* p : parts) same = same && p->type == parts[0]->type && p->n_in == parts[0]->n_in;
     std::vector<DevLinear> out;
-    if (same) {
+    if (same && splits(parts[0]->type)) {
+      const DevLinear all = upload_split(parts);
+      int64_t r0 = 0;
+      for (const nn::Weight* p : parts) {
+        const cuda::SplitWeight sw = all.split().rows(r0, p->n_out);
+        out.push_back({p->type, sw.qs, p->n_out, p->n_in, sw.d});
+        r0 += p->n_out;
+      }
+      *fused = all;
+    } else if (same) {
       size_t total = 0;
       for (const nn::Weight* p : parts) total += p->n_bytes();
       auto& buf = owned_.emplace_back(std::array<int64_t, 1>{static_cast<int64_t>(total)}, "model weights");
@@ -201,7 +215,30 @@ class LlamaCudaContext {
     return out;
   }
 
+  bool splits(GgmlType t) const { return opt_.split && cuda::SplitWeight::supports(t); }
+
+  // The rows of parts (one type, one width) in the split layout: all quants, then all scales.
+  DevLinear upload_split(const std::vector<const nn::Weight*>& parts) {
+    const GgmlType t = parts[0]->type;
+    const int64_t k = parts[0]->n_in, qb = cuda::SplitWeight::quant_bytes(t);
+    int64_t n = 0;
+    for (const nn::Weight* p : parts) n += p->n_out;
+    const int64_t nb = n * (k / 32);
+    std::vector<std::byte> host(static_cast<size_t>(nb * (qb + 2)));
+    auto* d = reinterpret_cast<f16*>(host.data() + nb * qb);
+    int64_t r0 = 0;
+    for (const nn::Weight* p : parts) {
+      const int64_t b0 = r0 * (k / 32);
+      cuda::split_rows(t, p->data, p->n_out, k, host.data() + b0 * qb, d + b0);
+      r0 += p->n_out;
+    }
+    auto& buf = owned_.emplace_back(std::array<int64_t, 1>{static_cast<int64_t>(host.size())}, "model weights");
+    cuda::detail::copy_to_device(s_, buf.data(), host.data(), host.size());
+    return {t, buf.data(), n, k, reinterpret_cast<const f16*>(buf.data() + nb * qb)};
+  }
+
   DevLinear upload(const nn::Weight& w) {
+    if (splits(w.type)) return upload_split({&w});
     auto& buf = owned_.emplace_back(std::array<int64_t, 1>{static_cast<int64_t>(w.n_bytes())}, "model weights");
     cuda::detail::copy_to_device(s_, buf.data(), w.data, w.n_bytes());
     return {w.type, buf.data(), w.n_out, w.n_in};
@@ -212,8 +249,13 @@ class LlamaCudaContext {
   }
 
   void upload_weights() {
-    embd_ = upload(model_->token_embd());
-    output_ = tied() ? embd_ : upload(model_->output());
+    {  // the embedding table stays in GGUF blocks: it is gathered by row, not multiplied
+      const nn::Weight& e = model_->token_embd();
+      auto& buf = owned_.emplace_back(std::array<int64_t, 1>{static_cast<int64_t>(e.n_bytes())}, "model weights");
+      cuda::detail::copy_to_device(s_, buf.data(), e.data, e.n_bytes());
+      embd_ = {e.type, buf.data(), e.n_out, e.n_in};
+    }
+    output_ = tied() && !splits(embd_.type) ? embd_ : upload(model_->output());
     output_norm_ = upload_vector(model_->output_norm());
     for (int l = 0; l < n_layers_; ++l) {
       const LlamaLayer& L = model_->layers()[static_cast<size_t>(l)];
@@ -325,6 +367,11 @@ class LlamaCudaContext {
   }
 
   void linear(const DevLinear& w, cuda::DeviceView<const float, 2> x, cuda::DeviceView<float, 2> y) {
+    if (w.d) {
+      if (x.dim(0) <= 8) cuda::gemv_split(s_, w.split(), x, y, gemv_ws_.view());
+      else cuda::gemm_split(s_, w.split(), x, y, gemm_ws_.view());
+      return;
+    }
     typed(w, [&]<class W>(cuda::DeviceView<const W, 2> wv) {
       if (x.dim(0) <= 8) cuda::gemv<W>(s_, wv, x, y, gemv_ws_.view());
       else cuda::gemm<W>(s_, wv, x, y, gemm_ws_.view());
@@ -476,7 +523,7 @@ class LlamaCudaContext {
       cuda::kv_store(s_, k.reshape<3>({T, G, D}), v.reshape<3>({T, G, D}), pos, kv_rows_view(l), fault_.view());
       if (opt_.kv == cuda::KvElem::f16) {
         // Tensor-core flash attention over the cache: q and the output in f16.
-        cuda::convert<f16>(s_, q.reshape<1>({T * Q}), half_q_.view().reshape<1>({T * Q}));
+        cuda::convert<f16>(s_, q.reshape<1>({T * Q}), cuda::DeviceView<f16, 1>(half_q_.data(), {T * Q}));
         const cuda::DeviceView<const f16, 4> qh(half_q_.data(), {1, T, H, D});
         cuda::flash_attention<f16>(s_, qh, kv_view(l, lens + T - 1), {cuda::DeviceMask::Kind::causal, 0}, scale(),
                                    n_past_, cuda::DeviceView<f16, 4>(half_o_.data(), {1, T, H, D}));

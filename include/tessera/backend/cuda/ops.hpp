@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "tessera/backend/cuda/buffer.hpp"
 #include "tessera/backend/rope_params.hpp"
@@ -39,6 +40,49 @@ size_t gemv_workspace_bytes(int64_t k);
 template <DeviceWeight W>
 void gemv(const Stream& s, DeviceView<const W, 2> w, DeviceView<const float, 2> x, DeviceView<float, 2> y,
           DeviceView<std::byte, 1> workspace);
+
+/// A q4_0 or q8_0 matrix [n, k] repacked for the decode GEMV ("split"
+/// layout): every block's quants in one array, qs [n, k/32, 16 or 32 bytes],
+/// its f16 scales in another, d [n, k/32].  A lane then reads a block's quants
+/// with one or two 16-byte loads straight from memory, which GGUF's 18- and
+/// 34-byte blocks (2-byte aligned) do not allow.  Rows are packed in both
+/// arrays, so rows [r0, r1) of a split matrix are a split matrix.
+struct SplitWeight {
+  GgmlType type = GgmlType::q4_0;
+  const std::byte* qs = nullptr;  // device
+  const f16* d = nullptr;         // device
+  int64_t n = 0, k = 0;
+  /// Rows [r0, r0 + rows).
+  SplitWeight rows(int64_t r0, int64_t rows) const {
+    return {type, qs + r0 * (k / 32) * quant_bytes(type), d + r0 * (k / 32), rows, k};
+  }
+  static bool supports(GgmlType t) { return t == GgmlType::q4_0 || t == GgmlType::q8_0; }
+  /// Bytes of one block's quants.
+  static int64_t quant_bytes(GgmlType t) { return t == GgmlType::q4_0 ? 16 : 32; }
+};
+
+/// Host side of the repack: n GGUF rows of k values (q4_0 or q8_0 blocks) into
+/// qs [n * k/32 * quant_bytes] and d [n * k/32].  O(n k) bytes.
+inline void split_rows(GgmlType t, const std::byte* gguf, int64_t n, int64_t k, std::byte* qs, f16* d) {
+  check(SplitWeight::supports(t), "cuda::split_rows: only q4_0 and q8_0 split");
+  const int64_t nb = n * (k / 32), qb = SplitWeight::quant_bytes(t), bb = qb + 2;
+  for (int64_t b = 0; b < nb; ++b) {
+    const std::byte* src = gguf + b * bb;
+    std::memcpy(&d[b], src, 2);
+    std::memcpy(qs + b * qb, src + 2, static_cast<size_t>(qb));
+  }
+}
+
+/// y = W x over a split matrix: as gemv<block_q4_0 / block_q8_0> (the same
+/// int8 activations, the same integer block sums), each warp a row, each lane
+/// four blocks in flight per step.  x [M, k], y [M, n], M <= 8;
+/// workspace gemv_workspace_bytes<block_q8_0>(M * k).  O(n k) bytes.
+void gemv_split(const Stream& s, const SplitWeight& w, DeviceView<const float, 2> x, DeviceView<float, 2> y,
+                DeviceView<std::byte, 1> workspace);
+
+/// y = x W^T over a split matrix, as gemm(): W dequantized to bf16, one cuBLAS product.
+void gemm_split(const Stream& s, const SplitWeight& w, DeviceView<const float, 2> x, DeviceView<float, 2> y,
+                DeviceView<std::byte, 1> workspace);
 
 /// Bytes of the scratch gemm() needs: W dequantized to bf16 ([N, K]) and x as bf16 ([M, K]).
 size_t gemm_workspace_bytes(int64_t m, int64_t n, int64_t k);
