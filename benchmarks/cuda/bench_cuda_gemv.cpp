@@ -11,6 +11,24 @@ namespace tc = tessera::cuda;
 
 namespace {
 
+// Times launch_all (once untimed) by CUDA events, and reports the bytes it reads per second.
+template <class F>
+void time_launches(benchmark::State& st, const tc::Stream& s, F&& launch_all, double bytes, const std::string& label) {
+  launch_all();
+  s.synchronize();
+  tc::Timer t(s);
+  double total = 0;
+  for (auto _ : st) {
+    t.start();
+    launch_all();
+    const double sec = t.stop_ms() * 1e-3;
+    st.SetIterationTime(sec);
+    total += sec;
+  }
+  bench_cuda::report_bandwidth(st, bytes, total);
+  st.SetLabel(label);
+}
+
 template <class W>
 void BM_gemv(benchmark::State& st) {
   const int64_t n = st.range(0), k = st.range(1), m = st.range(2);
@@ -29,20 +47,8 @@ void BM_gemv(benchmark::State& st) {
       tc::gemv<W>(s, tc::DeviceView<const W, 2>(w.data() + c * (n * k / bs), {n, k / bs}), x.view(), y.view(),
                   ws.view());
   };
-  launch_all();
-  s.synchronize();
-  tc::Timer t(s);
-  double total = 0;
-  for (auto _ : st) {
-    t.start();
-    launch_all();
-    const double sec = t.stop_ms() * 1e-3;
-    st.SetIterationTime(sec);
-    total += sec;
-  }
-  const double bytes = static_cast<double>(mat_bytes) * count;
-  bench_cuda::report_bandwidth(st, bytes, total);
-  st.SetLabel(std::string(quant_traits<W>::name) + ", " + std::to_string(count) + " matrices cycled");
+  time_launches(st, s, launch_all, static_cast<double>(mat_bytes) * count,
+                std::string(quant_traits<W>::name) + ", " + std::to_string(count) + " matrices cycled");
 }
 
 // The same over the split layout (cuda::gemv_split): random quants and scales
@@ -67,19 +73,8 @@ void BM_gemv_split(benchmark::State& st) {
   auto launch_all = [&] {
     for (int c = 0; c < count; ++c) tc::gemv_split(s, all.rows(c * n, n), x.view(), y.view(), ws.view());
   };
-  launch_all();
-  s.synchronize();
-  tc::Timer t(s);
-  double total = 0;
-  for (auto _ : st) {
-    t.start();
-    launch_all();
-    const double sec = t.stop_ms() * 1e-3;
-    st.SetIterationTime(sec);
-    total += sec;
-  }
-  bench_cuda::report_bandwidth(st, static_cast<double>(mat_bytes) * count, total);
-  st.SetLabel(std::string(quant_traits<W>::name) + " split, " + std::to_string(count) + " matrices cycled");
+  time_launches(st, s, launch_all, static_cast<double>(mat_bytes) * count,
+                std::string(quant_traits<W>::name) + " split, " + std::to_string(count) + " matrices cycled");
 }
 
 void shapes(benchmark::internal::Benchmark* b) {

@@ -12,6 +12,7 @@
 #include <iostream>
 #include <new>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <string>
 
@@ -213,6 +214,49 @@ double median_seconds(int reps, F&& f) {
   return t[t.size() / 2];
 }
 
+// llama-bench's pp128 and pp512 (one batch of n tokens into an empty cache)
+// and tg128 (128 greedy single-token steps from an empty cache), one table
+// row each.  context(n_batch) gives a context for batches of n_batch tokens;
+// step(ctx, tokens) evaluates tokens and returns the greedy next token.  Each
+// test runs once untimed first (weights paged in, kernels loaded, a decode
+// graph captured), then reps times; the median is reported.
+template <class ContextFor, class Step>
+void bench_rows(const llama_cli::Args& a, const models::LlamaModel& model, const std::string& path,
+                const char* column, const std::string& value, ContextFor&& context, Step&& step) {
+  using clock = std::chrono::steady_clock;
+  std::mt19937 rng(1);
+  std::uniform_int_distribution<int32_t> any_token(0, model.config().n_vocab - 1);
+  std::printf("| model | size MiB | %s | test | t/s |\n|---|---|---|---|---|\n", column);
+  const double size_mib = static_cast<double>(std::filesystem::file_size(path)) / (1 << 20);
+  const std::string name = std::filesystem::path(path).filename().string();
+  auto time = [&](auto& ctx, auto&& run) {
+    ctx.reset();
+    run();
+    return median_seconds(a.bench_reps, [&] {
+      ctx.reset();
+      const auto t0 = clock::now();
+      run();
+      return std::chrono::duration<double>(clock::now() - t0).count();
+    });
+  };
+  auto row = [&](const char* test, int n, double s) {
+    std::printf("| %s | %.1f | %s | %s | %.2f |\n", name.c_str(), size_mib, value.c_str(), test, n / s);
+    std::fflush(stdout);
+  };
+  for (int n : {128, 512}) {
+    std::vector<int32_t> toks(static_cast<size_t>(n));
+    for (auto& t : toks) t = any_token(rng);
+    auto& ctx = context(n);
+    row(n == 128 ? "pp128" : "pp512", n, time(ctx, [&] { step(ctx, toks); }));
+  }
+  const int32_t first = any_token(rng);
+  auto& ctx = context(1);
+  row("tg128", 128, time(ctx, [&] {
+        int32_t t = first;
+        for (int i = 0; i < 128; ++i) t = step(ctx, std::span<const int32_t>(&t, 1));
+      }));
+}
+
 #if TESSERA_WITH_CUDA
 models::CudaContextOptions cuda_options(const llama_cli::Args& a) {
   models::CudaContextOptions o;
@@ -223,46 +267,13 @@ models::CudaContextOptions cuda_options(const llama_cli::Args& a) {
   return o;
 }
 
-// llama-bench's pp128, pp512 and tg128 on the GPU, one context reset between runs.
 int run_bench_cuda(const llama_cli::Args& a, const std::shared_ptr<const models::LlamaModel>& model,
                    const std::string& path) {
-  using clock = std::chrono::steady_clock;
-  const auto& c = model->config();
-  std::mt19937 rng(1);
-  std::uniform_int_distribution<int32_t> any_token(0, c.n_vocab - 1);
-  models::LlamaCudaContext ctx(model, 1024, 512, cuda_options(a));
-  std::printf("| model | size MiB | device | test | t/s |\n|---|---|---|---|---|\n");
-  const double size_mib = static_cast<double>(std::filesystem::file_size(path)) / (1 << 20);
-  const std::string name = std::filesystem::path(path).filename().string();
-  auto row = [&](const char* test, int n, double s) {
-    std::printf("| %s | %.1f | cuda | %s | %.2f |\n", name.c_str(), size_mib, test, n / s);
-    std::fflush(stdout);
-  };
-  for (int n : {128, 512}) {
-    std::vector<int32_t> toks(static_cast<size_t>(n));
-    for (auto& t : toks) t = any_token(rng);
-    ctx.reset();
-    ctx.eval_greedy(toks);  // warm-up: kernels loaded, cuBLAS initialised
-    const double s = median_seconds(a.bench_reps, [&] {
-      ctx.reset();
-      const auto t0 = clock::now();
-      ctx.eval_greedy(toks);
-      return std::chrono::duration<double>(clock::now() - t0).count();
-    });
-    row(n == 128 ? "pp128" : "pp512", n, s);
-  }
-  const int32_t first = any_token(rng);
-  ctx.reset();
-  for (int i = 0; i < 3; ++i) ctx.eval_greedy(std::span<const int32_t>(&first, 1));  // warm-up + graph capture
-  const double s = median_seconds(a.bench_reps, [&] {
-    ctx.reset();
-    const auto t0 = clock::now();
-    int32_t t = first;
-    for (int i = 0; i < 128; ++i) t = ctx.eval_greedy(std::span<const int32_t>(&t, 1));
-    return std::chrono::duration<double>(clock::now() - t0).count();
-  });
-  row("tg128", 128, s);
-  std::fprintf(stderr, "weights read per decoded token: %.1f MiB; ", static_cast<double>(model->weight_bytes_per_token()) / (1 << 20));
+  models::LlamaCudaContext ctx(model, 1024, 512, cuda_options(a));  // one context for every test, reset between runs
+  bench_rows(a, *model, path, "device", "cuda", [&](int) -> models::LlamaCudaContext& { return ctx; },
+             [](models::LlamaCudaContext& c, std::span<const int32_t> t) { return c.eval_greedy(t); });
+  std::fprintf(stderr, "weights read per decoded token: %.1f MiB; ",
+               static_cast<double>(model->weight_bytes_per_token()) / (1 << 20));
   print_memory(ctx);
   return 0;
 }
@@ -270,46 +281,15 @@ int run_bench_cuda(const llama_cli::Args& a, const std::shared_ptr<const models:
 
 int run_bench(const llama_cli::Args& a, const std::shared_ptr<const models::LlamaModel>& model,
               const std::string& path) {
-  using clock = std::chrono::steady_clock;
-  const auto& c = model->config();
-  std::mt19937 rng(1);
-  std::uniform_int_distribution<int32_t> any_token(0, c.n_vocab - 1);
-  std::printf("| model | size MiB | threads | test | t/s |\n|---|---|---|---|---|\n");
-  const double size_mib = static_cast<double>(std::filesystem::file_size(path)) / (1 << 20);
-  const std::string name = std::filesystem::path(path).filename().string();
-  auto row = [&](const char* test, int n, double s) {
-    std::printf("| %s | %.1f | %d | %s | %.2f |\n", name.c_str(), size_mib, num_threads(), test, n / s);
-    std::fflush(stdout);
-  };
-  for (int n : {128, 512}) {  // prefill: one batch of n tokens into an empty cache, as llama-bench's ppN
-    models::LlamaContext ctx(model, std::max(n, 1024), n, a.kv_spec);
-    std::vector<int32_t> toks(static_cast<size_t>(n));
-    for (auto& t : toks) t = any_token(rng);
-    ctx.eval(std::span<const int32_t>(toks).first(8));  // warm-up: page in the weights
-    const double s = median_seconds(a.bench_reps, [&] {
-      ctx.reset();
-      const auto t0 = clock::now();
-      ctx.eval(toks);
-      return std::chrono::duration<double>(clock::now() - t0).count();
-    });
-    row(n == 128 ? "pp128" : "pp512", n, s);
-  }
-  {  // decode: 128 single-token steps from an empty cache, as llama-bench's tg128
-    models::LlamaContext ctx(model, 1024, 1, a.kv_spec);
-    const int32_t first = any_token(rng);
-    ctx.eval(std::span<const int32_t>(&first, 1));
-    const double s = median_seconds(a.bench_reps, [&] {
-      ctx.reset();
-      const auto t0 = clock::now();
-      int32_t t = first;
-      for (int i = 0; i < 128; ++i) {
-        const auto logits = ctx.eval(std::span<const int32_t>(&t, 1));
-        t = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-      }
-      return std::chrono::duration<double>(clock::now() - t0).count();
-    });
-    row("tg128", 128, s);
-  }
+  std::optional<models::LlamaContext> ctx;  // a context per test, its batch the test's
+  bench_rows(a, *model, path, "threads", std::to_string(num_threads()),
+             [&](int n_batch) -> models::LlamaContext& {
+               return ctx.emplace(model, std::max(n_batch, 1024), n_batch, a.kv_spec);
+             },
+             [](models::LlamaContext& c, std::span<const int32_t> t) {
+               const auto logits = c.eval(t);
+               return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+             });
   std::fprintf(stderr, "weights read per decoded token: %.1f MiB; peak memory %.1f MiB\n",
                static_cast<double>(model->weight_bytes_per_token()) / (1 << 20), peak_rss_mib());
   return 0;

@@ -41,7 +41,7 @@ __global__ void dequant_split_bf16_kernel(const uint8_t* __restrict__ qs, const 
   const int64_t b = i / 32;
   const int e = static_cast<int>(i % 32);
   const uint8_t* q = qs + b * QB;
-  const int v = QB == 16 ? (e < 16 ? (q[e] & 15) : (q[e - 16] >> 4)) - 8 : static_cast<int8_t>(q[e]);
+  const int v = QB == 16 ? nibble(q, e) - 8 : static_cast<int8_t>(q[e]);
   out[i] = float_to_bf16_bits(f16_bits_to_float(d[b]) * static_cast<float>(v));
 }
 
@@ -155,9 +155,7 @@ void gemm_bf16(const Stream& s, const uint16_t* wb, uint16_t* xb, int64_t n, int
 void gemm_split(const Stream& s, const SplitWeight& w, DeviceView<const float, 2> x, DeviceView<float, 2> y,
                 DeviceView<std::byte, 1> workspace) {
   const int64_t n = w.n, k = w.k, m = x.dim(0);
-  check(SplitWeight::supports(w.type), "cuda::gemm_split: only q4_0 and q8_0 split");
-  TESSERA_CHECK(k % 32 == 0 && x.dim(1) == k && y.dim(0) == m && y.dim(1) == n, "cuda::gemm_split: weight [", n,
-                ", ", k, "] with x ", x.shape_str(), " into y ", y.shape_str());
+  detail::check_split("cuda::gemm_split", w, x, y);
   check(m < INT32_MAX && n < INT32_MAX && k < INT32_MAX, "cuda::gemm_split: extents beyond int32");
   if (y.empty()) return;
   detail::Carver c(workspace, "cuda::gemm_split");

@@ -305,11 +305,8 @@ void gemv(const Stream& s, DeviceView<const W, 2> w, DeviceView<const float, 2> 
 void gemv_split(const Stream& s, const SplitWeight& w, DeviceView<const float, 2> x, DeviceView<float, 2> y,
                 DeviceView<std::byte, 1> workspace) {
   const int64_t n = w.n, k = w.k, m = x.dim(0);
-  check(SplitWeight::supports(w.type), "cuda::gemv_split: only q4_0 and q8_0 split");
-  TESSERA_CHECK(k % 32 == 0 && x.dim(1) == k && y.dim(0) == m && y.dim(1) == n, "cuda::gemv_split: weight [", n,
-                ", ", k, "] with x ", x.shape_str(), " into y ", y.shape_str());
+  detail::check_split("cuda::gemv_split", w, x, y);
   check(m >= 1 && m <= 8, "cuda::gemv_split: ", m, " vectors (1 to 8 supported; use gemm_split for more)");
-  check(w.qs && w.d, "cuda::gemv_split: null weight");
   if (n == 0) return;
   const dev::Act a = quantize_act(s, 1, x.data(), m * k, workspace);
   const auto grid = static_cast<unsigned>(detail::ceil_div(n, dev::kSplitWarps));

@@ -95,26 +95,27 @@ void kv_store(const Stream& s, DeviceView<const float, 3> k, DeviceView<const fl
   detail::check_launch("cuda::kv_store");
 }
 
+namespace {
+template <bool ToHalf, bool Bf16>
+void launch_convert(const Stream& s, const void* in, void* out, int64_t n_in, int64_t n_out) {
+  check(n_in == n_out, "cuda::convert: ", n_in, " values into ", n_out);
+  if (n_in == 0) return;
+  dev::convert_kernel<ToHalf, Bf16><<<static_cast<unsigned>(detail::ceil_div(n_in, 256)), 256, 0, detail::native(s)>>>(
+      in, out, n_in);
+  detail::check_launch("cuda::convert");
+}
+}  // namespace
+
 template <class H>
   requires std::is_same_v<H, f16> || std::is_same_v<H, bf16>
 void convert(const Stream& s, DeviceView<const float, 1> in, DeviceView<H, 1> out) {
-  check(in.dim(0) == out.dim(0), "cuda::convert: ", in.dim(0), " values into ", out.dim(0));
-  if (in.empty()) return;
-  dev::convert_kernel<true, std::is_same_v<H, bf16>>
-      <<<static_cast<unsigned>(detail::ceil_div(in.dim(0), 256)), 256, 0, detail::native(s)>>>(in.data(), out.data(),
-                                                                                               in.dim(0));
-  detail::check_launch("cuda::convert");
+  launch_convert<true, std::is_same_v<H, bf16>>(s, in.data(), out.data(), in.dim(0), out.dim(0));
 }
 
 template <class H>
   requires std::is_same_v<H, f16> || std::is_same_v<H, bf16>
 void convert(const Stream& s, DeviceView<const H, 1> in, DeviceView<float, 1> out) {
-  check(in.dim(0) == out.dim(0), "cuda::convert: ", in.dim(0), " values into ", out.dim(0));
-  if (in.empty()) return;
-  dev::convert_kernel<false, std::is_same_v<H, bf16>>
-      <<<static_cast<unsigned>(detail::ceil_div(in.dim(0), 256)), 256, 0, detail::native(s)>>>(in.data(), out.data(),
-                                                                                               in.dim(0));
-  detail::check_launch("cuda::convert");
+  launch_convert<false, std::is_same_v<H, bf16>>(s, in.data(), out.data(), in.dim(0), out.dim(0));
 }
 
 template void convert<f16>(const Stream&, DeviceView<const float, 1>, DeviceView<f16, 1>);

@@ -265,3 +265,109 @@ TEMPLATE_TEST_CASE("cuda flash attention matches the scalar attention", "[cuda][
       check_flash<TestType>(s, {1, 200, 2, 1, d, 0, {200}, {K::none, 0}, paged});
     }
 }
+
+namespace {
+// The bytes kv_store must write for one [n_kv_heads, head_dim] row: the CPU's
+// conversions (f16 / bf16 round to nearest even, quantize_row<block_q8_0> per
+// head) — the reference of the kernel, compared bit for bit.
+std::vector<std::byte> reference_row(tc::KvElem e, const float* x, int64_t heads, int64_t d) {
+  std::vector<std::byte> out;
+  for (int64_t h = 0; h < heads; ++h) {
+    const float* r = x + h * d;
+    if (e == tc::KvElem::q8_0) {
+      std::vector<block_q8_0> b(static_cast<size_t>(d / 32));
+      quantize_row(std::span<const float>(r, static_cast<size_t>(d)), std::span<block_q8_0>(b));
+      const auto* p = reinterpret_cast<const std::byte*>(b.data());
+      out.insert(out.end(), p, p + b.size() * sizeof(block_q8_0));
+    } else {
+      for (int64_t i = 0; i < d; ++i) {
+        const uint16_t bits = e == tc::KvElem::f16 ? f16(r[i]).bits : bf16(r[i]).bits;
+        const auto* p = reinterpret_cast<const std::byte*>(&bits);
+        out.insert(out.end(), p, p + 2);
+      }
+    }
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("cuda kv_store writes the CPU's f16 / bf16 / q8_0 rows, contiguous and paged", "[cuda][attention]") {
+  if (!gpu_test::have_gpu()) return;
+  tc::Stream s;
+  const int64_t T = 5, G = 2, D = 64, max_keys = 16, page = 4;
+  const std::vector<int32_t> pos = {3, 0, 7, 12, 1};
+  const std::vector<int32_t> table = {3, 2, 1, 0};  // pages in reverse
+  const auto k = gpu_test::random_floats(static_cast<size_t>(T * G * D), 61, 2.f);
+  const auto v = gpu_test::random_floats(static_cast<size_t>(T * G * D), 62, 2.f);
+  auto dk = gpu_test::to_dev<float, 3>(s, k, {T, G, D});
+  auto dv = gpu_test::to_dev<float, 3>(s, v, {T, G, D});
+  auto dpos = gpu_test::to_dev<int32_t, 1>(s, pos, {T});
+  auto dtable = gpu_test::to_dev<int32_t, 1>(s, table, {page});
+  tc::DeviceTensor<int32_t, 1> fault({1});
+  for (tc::KvElem e : {tc::KvElem::f16, tc::KvElem::bf16, tc::KvElem::q8_0})
+    for (bool paged : {false, true}) {
+      CAPTURE(static_cast<int>(e), paged);
+      const int64_t row_bytes = G * (e == tc::KvElem::q8_0 ? D / 32 * 34 : D * 2);
+      tc::DeviceTensor<std::byte, 1> kc({max_keys * row_bytes}), vc({max_keys * row_bytes});
+      gpu_test::poison(s, kc.view());
+      gpu_test::poison(s, vc.view());
+      tc::detail::fill_bytes(s, fault.data(), 0, sizeof(int32_t));
+      tc::DeviceKvRows dst{e, G, D, kc.data(), vc.data(), max_keys, paged ? dtable.data() : nullptr, paged ? page : 0};
+      tc::kv_store(s, dk.view(), dv.view(), dpos.view(), dst, fault.view());
+      const auto kh = gpu_test::to_host(s, kc.view()), vh = gpu_test::to_host(s, vc.view());
+      CHECK(gpu_test::to_host(s, fault.view())[0] == 0);
+      std::vector<bool> written(static_cast<size_t>(max_keys), false);
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t p = pos[static_cast<size_t>(t)];
+        const int64_t row = paged ? table[static_cast<size_t>(p / page)] * page + p % page : p;
+        written[static_cast<size_t>(row)] = true;
+        for (auto [cache, src] : {std::pair{&kh, &k}, std::pair{&vh, &v}}) {
+          const auto want = reference_row(e, src->data() + t * G * D, G, D);
+          REQUIRE(std::memcmp(cache->data() + row * row_bytes, want.data(), want.size()) == 0);
+        }
+      }
+      for (int64_t r = 0; r < max_keys; ++r)  // every other row untouched (still the poison bytes)
+        if (!written[static_cast<size_t>(r)])
+          for (int64_t i = 0; i < row_bytes; ++i) REQUIRE(kh[static_cast<size_t>(r * row_bytes + i)] == std::byte{0xff});
+    }
+  // A position outside the cache writes nothing and raises the fault flag.
+  const std::vector<int32_t> bad = {2, 16, 0, 1, 3};
+  auto dbad = gpu_test::to_dev<int32_t, 1>(s, bad, {T});
+  tc::DeviceTensor<std::byte, 1> kc({max_keys * G * D * 2}), vc({max_keys * G * D * 2});
+  gpu_test::poison(s, kc.view());
+  tc::detail::fill_bytes(s, fault.data(), 0, sizeof(int32_t));
+  tc::kv_store(s, dk.view(), dv.view(), dbad.view(), {tc::KvElem::f16, G, D, kc.data(), vc.data(), max_keys}, fault.view());
+  CHECK(gpu_test::to_host(s, fault.view())[0] == 1);
+  const auto kh = gpu_test::to_host(s, kc.view());
+  const auto want = reference_row(tc::KvElem::f16, k.data() + 2 * G * D, G, D);  // token 2 went to row 0
+  CHECK(std::memcmp(kh.data(), want.data(), want.size()) == 0);
+  CHECK(std::all_of(kh.begin() + 4 * G * D * 2, kh.end(), [](std::byte b) { return b == std::byte{0xff}; }));
+}
+
+TEST_CASE("cuda convert rounds f32 to f16 / bf16 as the CPU does and widens back exactly", "[cuda][attention]") {
+  if (!gpu_test::have_gpu()) return;
+  tc::Stream s;
+  const int64_t n = 1037;
+  auto x = gpu_test::random_floats(static_cast<size_t>(n), 71, 100.f);
+  x[0] = 1e-8f;  // f16 subnormal
+  x[1] = 70000.f;  // beyond f16: inf
+  auto dx = gpu_test::to_dev<float, 1>(s, x, {n});
+  tc::DeviceTensor<f16, 1> h({n});
+  tc::DeviceTensor<bf16, 1> b({n});
+  tc::DeviceTensor<float, 1> back({n});
+  tc::convert<f16>(s, dx.view(), h.view());
+  tc::convert<bf16>(s, dx.view(), b.view());
+  const auto hh = gpu_test::to_host(s, h.view());
+  const auto bh = gpu_test::to_host(s, b.view());
+  for (int64_t i = 0; i < n; ++i) {
+    INFO("element " << i << " = " << x[static_cast<size_t>(i)]);
+    REQUIRE(hh[static_cast<size_t>(i)].bits == f16(x[static_cast<size_t>(i)]).bits);
+    REQUIRE(bh[static_cast<size_t>(i)].bits == bf16(x[static_cast<size_t>(i)]).bits);
+  }
+  tc::convert<f16>(s, tc::DeviceView<const f16, 1>(h.data(), {n}), back.view());
+  const auto fh = gpu_test::to_host(s, back.view());
+  for (int64_t i = 0; i < n; ++i) REQUIRE(fh[static_cast<size_t>(i)] == static_cast<float>(hh[static_cast<size_t>(i)]));
+  tc::convert<bf16>(s, tc::DeviceView<const bf16, 1>(b.data(), {n}), back.view());
+  const auto fb = gpu_test::to_host(s, back.view());
+  for (int64_t i = 0; i < n; ++i) REQUIRE(fb[static_cast<size_t>(i)] == static_cast<float>(bh[static_cast<size_t>(i)]));
+}

@@ -48,6 +48,7 @@ template <class W>
 tc::DeviceTensor<std::byte, 1> upload_split(const tc::Stream& s, const std::vector<W>& w, int64_t n, int64_t k,
                                             tc::SplitWeight& sw) {
   const GgmlType t = quant_traits<W>::type;
+  REQUIRE(tc::SplitWeight::supports(t));
   const int64_t nb = n * (k / 32), qb = tc::SplitWeight::quant_bytes(t);
   std::vector<std::byte> host(static_cast<size_t>(nb * (qb + 2)));
   tc::split_rows(t, reinterpret_cast<const std::byte*>(w.data()), n, k, host.data(),
@@ -70,15 +71,11 @@ void check_gemv(const tc::Stream& s, int64_t n, int64_t k, int64_t m, uint32_t s
   tc::DeviceTensor<float, 2> dy({m, n});
   tc::DeviceTensor<std::byte, 1> ws({static_cast<int64_t>(tc::gemv_workspace_bytes<W>(m * k)) + 1});
   gpu_test::poison(s, dy.view());
-  if constexpr (std::is_same_v<W, block_q4_0> || std::is_same_v<W, block_q8_0>) {
-    if (split) {
-      tc::SplitWeight sw;
-      const auto buf = upload_split(s, w, n, k, sw);
-      tc::gemv_split(s, sw, dx.view(), dy.view(), ws.view());
-      s.synchronize();
-    } else {
-      tc::gemv<W>(s, dw.view(), dx.view(), dy.view(), ws.view());
-    }
+  if (split) {
+    tc::SplitWeight sw;
+    const auto buf = upload_split(s, w, n, k, sw);
+    tc::gemv_split(s, sw, dx.view(), dy.view(), ws.view());
+    s.synchronize();
   } else {
     tc::gemv<W>(s, dw.view(), dx.view(), dy.view(), ws.view());
   }
@@ -137,15 +134,11 @@ void check_gemm(const tc::Stream& s, int64_t m, int64_t n, int64_t k, uint32_t s
   tc::DeviceTensor<float, 2> dy({m, n});
   tc::DeviceTensor<std::byte, 1> ws({static_cast<int64_t>(tc::gemm_workspace_bytes(m, n, k))});
   gpu_test::poison(s, dy.view());
-  if constexpr (std::is_same_v<W, block_q4_0> || std::is_same_v<W, block_q8_0>) {
-    if (split) {
-      tc::SplitWeight sw;
-      const auto buf = upload_split(s, w, n, k, sw);
-      tc::gemm_split(s, sw, dx.view(), dy.view(), ws.view());
-      s.synchronize();
-    } else {
-      tc::gemm<W>(s, dw.view(), dx.view(), dy.view(), ws.view());
-    }
+  if (split) {
+    tc::SplitWeight sw;
+    const auto buf = upload_split(s, w, n, k, sw);
+    tc::gemm_split(s, sw, dx.view(), dy.view(), ws.view());
+    s.synchronize();
   } else {
     tc::gemm<W>(s, dw.view(), dx.view(), dy.view(), ws.view());
   }

@@ -138,7 +138,7 @@ class LlamaCudaContext {
 
   static int check_device(int device) {
     const int n = cuda::device_count();
-    check(n > 0, "--device cuda: no GPU is visible (cudaGetDeviceCount found none)");
+    check(n > 0, "LlamaCudaContext: no GPU is visible (cudaGetDeviceCount found none)");
     check(device >= 0 && device < n, "LlamaCudaContext: GPU ", device, " of ", n);
     return device;
   }
@@ -351,19 +351,11 @@ class LlamaCudaContext {
     return kv;
   }
 
+  // The same rows as kv_view(l), writable, for kv_store.
   cuda::DeviceKvRows kv_rows_view(int l) {
-    cuda::DeviceKvRows r;
-    r.elem = opt_.kv;
-    r.n_kv_heads = c_.n_kv_heads;
-    r.head_dim = c_.head_dim;
-    r.k = kcache_[static_cast<size_t>(l)].data();
-    r.v = vcache_[static_cast<size_t>(l)].data();
-    r.max_keys = n_ctx_;
-    if (opt_.paged) {
-      r.block_table = table_.data();
-      r.page_size = opt_.page_size;
-    }
-    return r;
+    const cuda::DeviceKv kv = kv_view(l, nullptr);
+    return {kv.elem, kv.n_kv_heads, kv.head_dim, kcache_[static_cast<size_t>(l)].data(),
+            vcache_[static_cast<size_t>(l)].data(), n_ctx_, kv.block_table, kv.page_size};
   }
 
   void linear(const DevLinear& w, cuda::DeviceView<const float, 2> x, cuda::DeviceView<float, 2> y) {
