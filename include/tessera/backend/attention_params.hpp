@@ -111,13 +111,13 @@ enum class AttentionAlgo : uint8_t { automatic, naive, flash, decode };
 /// scale multiplies q.k; 0 (the default) means 1 / sqrt(head_dim), since a
 /// literal zero scale would make every softmax uniform without any error.
 struct AttentionParams {
-  float scale = 0.f;       // 0: 1 / sqrt(head_dim)
+  float scale = 0.f;  ///< 0: 1 / sqrt(head_dim)
   AttentionMask mask{};
-  int64_t q_pos0 = 0;      // position of query row t is q_pos0 + t
+  int64_t q_pos0 = 0;  ///< position of query row t is q_pos0 + t
   AttentionAlgo algo = AttentionAlgo::automatic;
-  // Under a causal or sliding mask, keys past the last query row are seen by no
-  // query: almost always a q_pos0 left at 0 over a filled cache, so an Error.
-  // Set this where it is meant (queries split into chunks over the full K/V).
+  /// Under a causal or sliding mask, keys past the last query row are seen by no
+  /// query: almost always a q_pos0 left at 0 over a filled cache, so an Error.
+  /// Set this where it is meant (queries split into chunks over the full K/V).
   bool allow_unseen_keys = false;
 
   /// The scale a call with this head_dim uses.

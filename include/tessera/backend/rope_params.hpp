@@ -31,14 +31,14 @@ enum class RopeScaling {
 /// Phi and HF checkpoints), and n_dims = 0 rotates the whole head (nn::rope
 /// reads head_dim from the view).
 struct RopeParams {
-  int n_dims = 0;          // rotated dims per head (<= head_dim; the rest pass through); 0: all of head_dim
+  int n_dims = 0;  ///< rotated dims per head (<= head_dim; the rest pass through); 0: all of head_dim
   float base = 10000.f;
-  float freq_scale = 1.f;  // linear: 1 / factor
+  float freq_scale = 1.f;  ///< linear: 1 / factor
   RopeStyle style = RopeStyle::interleaved;
-  RopeScaling scaling = RopeScaling::none;  // linear needs only freq_scale
-  float factor = 1.f;                       // ntk / yarn: context extension factor s
-  int n_ctx_orig = 0;                       // yarn: training context length
-  float beta_fast = 32.f, beta_slow = 1.f;  // yarn: ramp ends, in rotations over n_ctx_orig
+  RopeScaling scaling = RopeScaling::none;  ///< linear needs only freq_scale
+  float factor = 1.f;  ///< ntk / yarn: context extension factor s
+  int n_ctx_orig = 0;  ///< yarn: training context length
+  float beta_fast = 32.f, beta_slow = 1.f;  ///< yarn: ramp ends, in rotations over n_ctx_orig
 
   /// The same parameters with n_dims = 0 resolved to head_dim.
   RopeParams for_head_dim(int64_t head_dim) const {

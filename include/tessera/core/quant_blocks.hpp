@@ -106,9 +106,9 @@ template <> struct quant_traits<block_q8_K> { static constexpr int block_size = 
 /// Facts about a type id known only at run time (from a file).
 struct TypeInfo {
   const char* name;
-  int block_size;     // elements per block
-  size_t type_size;   // bytes per block
-  bool supported;     // tessera has kernels for it
+  int block_size;  ///< elements per block
+  size_t type_size;  ///< bytes per block
+  bool supported;  ///< tessera has kernels for it
 };
 
 /// Returns the facts for id; unknown ids give {nullptr, 0, 0, false}.

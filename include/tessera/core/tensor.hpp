@@ -227,7 +227,7 @@ class Tensor {
   std::span<T> span() { return {data(), static_cast<size_t>(size())}; }
   std::span<const T> span() const { return {data(), static_cast<size_t>(size())}; }
 
-  // The view operations, so a tensor needs no .view() first (each returns a view).
+  /// The view operations, so a tensor needs no .view() first (each returns a view).
   TensorView<T, Rank + 1> unflatten_last(int64_t n) { return view().unflatten_last(n); }
   TensorView<const T, Rank + 1> unflatten_last(int64_t n) const { return view().unflatten_last(n); }
   TensorView<T, Rank> narrow(int d, int64_t begin, int64_t end) { return view().narrow(d, begin, end); }

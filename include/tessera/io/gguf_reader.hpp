@@ -28,9 +28,9 @@ namespace tessera::io {
 /// One tensor of the file. data points into the file's bytes; it lives as long as the GgufFile (or a copy of it).
 struct GgufTensorInfo {
   std::string name;
-  uint32_t type = 0;           // ggml type id (GgmlType)
-  std::vector<int64_t> shape;  // GGUF order: shape[0] is the row length (innermost), 1 to 4 dims
-  uint64_t offset = 0;         // bytes from the start of the data section
+  uint32_t type = 0;  ///< ggml type id (GgmlType)
+  std::vector<int64_t> shape;  ///< GGUF order: shape[0] is the row length (innermost), 1 to 4 dims
+  uint64_t offset = 0;  ///< bytes from the start of the data section
   size_t n_bytes = 0;
   const std::byte* data = nullptr;
 

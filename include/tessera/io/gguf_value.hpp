@@ -71,7 +71,7 @@ class GgufArray {
   explicit GgufArray(Storage items);
 
   GgufValueType elem_type() const { return static_cast<GgufValueType>(items_.index()); }
-  size_t size() const;  // defined below GgufValue: the nested alternative needs it complete
+  size_t size() const;  ///< defined below GgufValue: the nested alternative needs it complete
   bool empty() const { return size() == 0; }
   /// Element i as a value (copies a string element). Error when i is out of range.
   GgufValue at(size_t i) const;

@@ -52,7 +52,7 @@ struct LogProbLayout {
 /// One compressed row: log p(i) for token i.
 struct LogProbRow {
   float scale = 0, min_log_prob = 0;
-  std::span<const uint16_t> q;  // [n_vocab]
+  std::span<const uint16_t> q;  ///< [n_vocab]
   float log_prob(int32_t i) const { return scale * static_cast<float>(q[static_cast<size_t>(i)]) + min_log_prob; }
 };
 

@@ -21,7 +21,7 @@ enum class PreTokenizer {
 /// A pre-tokenizer and how words are merged after it.
 struct PreTokenizerConfig {
   PreTokenizer kind = PreTokenizer::gpt2;
-  bool ignore_merges = false;  // a word that is itself a token is emitted whole, unmerged (llama-3 vocabularies)
+  bool ignore_merges = false;  ///< a word that is itself a token is emitted whole, unmerged (llama-3 vocabularies)
 };
 
 /// The pre-tokenizer for a `tokenizer.ggml.pre` value (the names llama.cpp's converter writes).

@@ -19,7 +19,7 @@ namespace tessera::io {
 
 class SpmModel {
  public:
-  static constexpr std::string_view kSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's visible space
+  static constexpr std::string_view kSpace = "\xE2\x96\x81";  ///< U+2581, SentencePiece's visible space
 
   /// scores: one per token (empty: all 0). unk: the id used for a byte without a <0xNN> token, or -1.
   SpmModel(const TokenIndex& index, std::span<const float> scores, int32_t unk)

@@ -30,15 +30,15 @@ enum class TokenType : int32_t {
 /// (io/tokenizer_gguf.hpp reads it from a GGUF file). Ids are -1 when absent.
 struct TokenizerSpec {
   std::string model = "gpt2";  // "gpt2": byte-level BPE; "llama": SentencePiece-style BPE
-  std::string pre = "gpt2";    // pre-tokenizer of a gpt2 model (tokenizer.ggml.pre); unused by llama
+  std::string pre = "gpt2";  ///< pre-tokenizer of a gpt2 model (tokenizer.ggml.pre); unused by llama
   std::vector<std::string> tokens;
-  std::vector<float> scores;          // llama: merge priority of each token (higher first); empty = all 0
-  std::vector<int32_t> token_types;   // TokenType values; empty = all normal
+  std::vector<float> scores;  ///< llama: merge priority of each token (higher first); empty = all 0
+  std::vector<int32_t> token_types;  ///< TokenType values; empty = all normal
   std::vector<std::string> merges;    // gpt2: "left right", in rank order
   int32_t bos = -1, eos = -1, eot = -1, unk = -1, pad = -1;
   bool add_bos = false, add_eos = false;
-  bool add_space_prefix = false;  // llama: a space before the text (and after each special token)
-  std::string chat_template;      // tokenizer.chat_template, for io/chat_template.hpp
+  bool add_space_prefix = false;  ///< llama: a space before the text (and after each special token)
+  std::string chat_template;  ///< tokenizer.chat_template, for io/chat_template.hpp
 };
 
 class Tokenizer {

@@ -45,7 +45,7 @@ inline int utf8_length(unsigned char b) {
 /// A code point and the bytes it came from.
 struct CodePoint {
   uint32_t cp;
-  uint32_t offset, length;  // in the source bytes
+  uint32_t offset, length;  ///< in the source bytes
 };
 
 /// Decodes text; malformed bytes become U+FFFD of length 1, so every byte belongs to exactly one unit.

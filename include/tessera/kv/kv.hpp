@@ -16,7 +16,7 @@ namespace tessera::kv {
 struct KvSpec {
   enum class Kind : uint8_t { static_, growing, sliding, paged };
   Kind kind = Kind::static_;
-  int64_t param = 0;  // sliding: window; paged: block size
+  int64_t param = 0;  ///< sliding: window; paged: block size
   /// Storage type.  Unset: the layout's type (make_kv_cache) or f32 (LlamaContext).
   std::optional<KvType> type;
 };

@@ -64,8 +64,8 @@ struct KvLayout {
 };
 
 struct KvMemory {
-  size_t used = 0;      // bytes holding this cache's positions
-  size_t reserved = 0;  // bytes allocated for it (paged: its blocks; the pool reports its own total)
+  size_t used = 0;  ///< bytes holding this cache's positions
+  size_t reserved = 0;  ///< bytes allocated for it (paged: its blocks; the pool reports its own total)
 };
 
 /// Converts an f32 row of n values into storage type t at dst.

@@ -19,9 +19,9 @@
 namespace tessera::models {
 
 struct LlamaLayer {
-  std::span<const float> attn_norm, ffn_norm;  // [n_embd]
-  nn::Weight wq, wk, wv, wo;                   // [q_dim, n_embd], [kv_dim, n_embd] x2, [n_embd, q_dim]
-  nn::Weight w_gate, w_up, w_down;             // [n_ff, n_embd] x2, [n_embd, n_ff]
+  std::span<const float> attn_norm, ffn_norm;  ///< [n_embd]
+  nn::Weight wq, wk, wv, wo;  ///< [q_dim, n_embd], [kv_dim, n_embd] x2, [n_embd, q_dim]
+  nn::Weight w_gate, w_up, w_down;  ///< [n_ff, n_embd] x2, [n_embd, n_ff]
 };
 
 /// A loaded model: the mapped file, its config and weight views into it. Immutable; share it between contexts.

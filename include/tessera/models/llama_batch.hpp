@@ -32,7 +32,7 @@ namespace tessera::models {
 struct BatchSeq {
   kv::KvCache* cache = nullptr;
   std::span<const int32_t> tokens;
-  bool logits = true;  // the logits after its last token are wanted
+  bool logits = true;  ///< the logits after its last token are wanted
 };
 
 /// Buffers for steps of up to max_tokens rows over one model, allocated once.

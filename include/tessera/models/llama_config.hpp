@@ -11,15 +11,15 @@
 namespace tessera::models {
 
 struct LlamaConfig {
-  std::string arch;     // general.architecture
+  std::string arch;  ///< general.architecture
   int n_layers = 0;
-  int n_embd = 0;       // residual stream width
+  int n_embd = 0;  ///< residual stream width
   int n_heads = 0;
-  int n_kv_heads = 0;   // < n_heads: grouped-query attention
+  int n_kv_heads = 0;  ///< < n_heads: grouped-query attention
   int head_dim = 0;
-  int n_ff = 0;         // SwiGLU hidden width
+  int n_ff = 0;  ///< SwiGLU hidden width
   int n_vocab = 0;
-  int n_ctx_train = 0;  // context length the model was trained for
+  int n_ctx_train = 0;  ///< context length the model was trained for
   float rms_eps = 1e-5f;
   RopeParams rope;
 

@@ -33,12 +33,12 @@ namespace tessera::models {
 
 /// How a LlamaCudaContext keeps its cache and runs its decode step.
 struct CudaContextOptions {
-  cuda::KvElem kv = cuda::KvElem::f16;  // f16 or q8_0 (head_dim % 32 == 0)
-  bool paged = false;                   // the cache as pages of page_size rows through a block table
+  cuda::KvElem kv = cuda::KvElem::f16;  ///< f16 or q8_0 (head_dim % 32 == 0)
+  bool paged = false;  ///< the cache as pages of page_size rows through a block table
   int page_size = 64;
-  bool graph = true;                    // capture the decode step once and replay it
-  bool fuse = true;                     // one GEMV over Wq|Wk|Wv and one over Wgate|Wup where their types agree
-  bool split = true;                    // q4_0 / q8_0 matrices repacked at upload (cuda::SplitWeight)
+  bool graph = true;  ///< capture the decode step once and replay it
+  bool fuse = true;  ///< one GEMV over Wq|Wk|Wv and one over Wgate|Wup where their types agree
+  bool split = true;  ///< q4_0 / q8_0 matrices repacked at upload (cuda::SplitWeight)
   int device = 0;
 };
 

@@ -42,15 +42,15 @@ enum class EarlyStopping { heuristic, on, never };  // transformers' False, True
 struct BeamSearchConfig {
   int num_beams = 4;
   int max_new_tokens = 32;
-  float length_penalty = 1.f;  // > 0 favours longer sequences, < 0 shorter
+  float length_penalty = 1.f;  ///< > 0 favours longer sequences, < 0 shorter
   EarlyStopping early_stopping = EarlyStopping::heuristic;
-  int num_return = 1;          // hypotheses returned, best first (<= num_beams)
-  std::vector<int32_t> eos;    // tokens that finish a hypothesis (empty: only the length limit does)
+  int num_return = 1;  ///< hypotheses returned, best first (<= num_beams)
+  std::vector<int32_t> eos;  ///< tokens that finish a hypothesis (empty: only the length limit does)
 };
 
 struct BeamHypothesis {
-  std::vector<int32_t> tokens;  // generated tokens, the finishing EOS included
-  float score = 0;              // sum of log-probs / (tokens.size())^length_penalty
+  std::vector<int32_t> tokens;  ///< generated tokens, the finishing EOS included
+  float score = 0;  ///< sum of log-probs / (tokens.size())^length_penalty
 };
 
 /// log_softmax in float32, as torch computes it: x - max - log(sum exp(x - max)).

@@ -18,18 +18,18 @@ namespace tessera::runtime {
 
 struct GenerationConfig {
   int max_new_tokens = 128;
-  bool stop_at_eog = true;                // end-of-generation tokens (EOS, <|im_end|>, ...) end the turn
-  std::vector<std::string> stop_strings{};  // text that ends generation; it is not emitted
+  bool stop_at_eog = true;  ///< end-of-generation tokens (EOS, <|im_end|>, ...) end the turn
+  std::vector<std::string> stop_strings{};  ///< text that ends generation; it is not emitted
 };
 
 enum class StopReason { end_of_generation, stop_string, max_tokens, context_full, callback };
 
 struct GenerationResult {
-  std::vector<int32_t> tokens;  // generated ids (the end-of-generation token included, if any)
-  std::string text;             // everything streamed
+  std::vector<int32_t> tokens;  ///< generated ids (the end-of-generation token included, if any)
+  std::string text;  ///< everything streamed
   StopReason stop = StopReason::max_tokens;
   int n_prompt = 0;
-  double prefill_s = 0, decode_s = 0;  // wall time; time to first token = prefill_s + first sample
+  double prefill_s = 0, decode_s = 0;  ///< wall time; time to first token = prefill_s + first sample
   double ttft_s = 0;
 
   double prefill_tokens_per_s() const { return prefill_s > 0 ? n_prompt / prefill_s : 0; }

@@ -59,9 +59,9 @@ struct NllStats {
 
 /// How a text is cut and scored.
 struct ScoreConfig {
-  int n_ctx = 512;        // tokens per chunk (the context each chunk is evaluated in)
-  int max_chunks = -1;    // -1: every whole chunk of the text
-  int32_t bos = -1;       // < 0: the first token of each chunk is kept (vocabularies without BOS)
+  int n_ctx = 512;  ///< tokens per chunk (the context each chunk is evaluated in)
+  int max_chunks = -1;  ///< -1: every whole chunk of the text
+  int32_t bos = -1;  ///< < 0: the first token of each chunk is kept (vocabularies without BOS)
 };
 
 /// The second-half rows of one chunk: logits [n_ctx - 1 - n_ctx/2, n_vocab]
@@ -127,7 +127,7 @@ struct KlStats {
   double sum_kld = 0, sum_kld2 = 0;
   double sum_p_diff = 0, sum_p_diff2 = 0, sum_p_diff4 = 0;
   int64_t same_top = 0;
-  std::vector<float> kld, p_diff;  // per position, for the percentiles
+  std::vector<float> kld, p_diff;  ///< per position, for the percentiles
 
   /// One position: our logits [n_vocab], the base's compressed row, the token that followed.
   void add(std::span<const float> logits, const io::LogProbRow& base, int32_t token) {

@@ -37,7 +37,7 @@ namespace tessera::runtime {
 /// drafter is deterministic, q is one-hot at the token).
 struct Draft {
   std::vector<int32_t> tokens;
-  std::vector<std::vector<sample::Candidate>> q;  // per token: kept ids and probabilities sorted by id, or empty
+  std::vector<std::vector<sample::Candidate>> q;  ///< per token: kept ids and probabilities sorted by id, or empty
   void clear() {
     tokens.clear();
     q.clear();
@@ -191,8 +191,8 @@ inline Verdict verify_token(std::span<const sample::Candidate> p, int32_t x, std
 }
 
 struct SpeculativeConfig {
-  int draft_max = 8;  // most tokens per draft (<= 15: the verification pass stays decode-exact)
-  int draft_min = 1;  // the adaptive length never goes below this
+  int draft_max = 8;  ///< most tokens per draft (<= 15: the verification pass stays decode-exact)
+  int draft_min = 1;  ///< the adaptive length never goes below this
 };
 
 struct SpeculativeResult : GenerationResult {

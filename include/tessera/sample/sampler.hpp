@@ -20,13 +20,13 @@ namespace tessera::sample {
 
 /// The chain's knobs, with llama.cpp's defaults. Each has an "off" value.
 struct SamplerParams {
-  float temperature = 0.8f;     // 0 = greedy (argmax); must be >= 0
+  float temperature = 0.8f;  ///< 0 = greedy (argmax); must be >= 0
   int top_k = 40;               // 0 = off; must be >= 0 (negative is an error, not "off")
-  float top_p = 0.95f;          // 1 = off; in (0, 1]
-  float min_p = 0.05f;          // 0 = off; in [0, 1]
-  float repeat_penalty = 1.0f;  // 1 = off; > 0
-  int repeat_last_n = 64;       // 0 = off; how many accepted tokens the penalty looks back over, >= 0
-  uint64_t seed = 42;           // the Rng stream; fixed by default so runs reproduce
+  float top_p = 0.95f;  ///< 1 = off; in (0, 1]
+  float min_p = 0.05f;  ///< 0 = off; in [0, 1]
+  float repeat_penalty = 1.0f;  ///< 1 = off; > 0
+  int repeat_last_n = 64;  ///< 0 = off; how many accepted tokens the penalty looks back over, >= 0
+  uint64_t seed = 42;  ///< the Rng stream; fixed by default so runs reproduce
 };
 
 /// Throws Error naming the first parameter out of range and its value.

@@ -30,9 +30,9 @@ struct DeviceKv {
   const void* k = nullptr;
   const void* v = nullptr;
   const int32_t* seq_lens = nullptr;
-  int64_t max_keys = 0;               // contiguous: rows reserved per sequence
-  const int32_t* block_table = nullptr;  // null: contiguous
-  int64_t page_size = 0, max_pages = 0;  // paged
+  int64_t max_keys = 0;  ///< contiguous: rows reserved per sequence
+  const int32_t* block_table = nullptr;  ///< null: contiguous
+  int64_t page_size = 0, max_pages = 0;  ///< paged
   /// Every sequence reads sequence 0's keys (decode_attention only): the rows of
   /// one sequence's prefill issued as separate queries, row t with seq_lens[t] = p0 + t + 1.
   bool shared_rows = false;
@@ -48,7 +48,7 @@ struct DeviceKvRows {
   void* k = nullptr;
   void* v = nullptr;
   int64_t max_keys = 0;
-  const int32_t* block_table = nullptr;  // null: contiguous
+  const int32_t* block_table = nullptr;  ///< null: contiguous
   int64_t page_size = 0;
 };
 

@@ -19,10 +19,10 @@ int device_count() noexcept;
 struct DeviceInfo {
   std::string name;
   int sm_count = 0;
-  int cc_major = 0, cc_minor = 0;     // compute capability (gfx major/minor on HIP)
-  size_t total_bytes = 0;             // device memory
+  int cc_major = 0, cc_minor = 0;  ///< compute capability (gfx major/minor on HIP)
+  size_t total_bytes = 0;  ///< device memory
   size_t l2_bytes = 0;
-  size_t smem_per_block_optin = 0;    // largest dynamic shared memory a block may ask for
+  size_t smem_per_block_optin = 0;  ///< largest dynamic shared memory a block may ask for
 };
 
 /// Facts about device `device`. Error if it does not exist.

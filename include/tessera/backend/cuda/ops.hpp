@@ -49,8 +49,8 @@ void gemv(const Stream& s, DeviceView<const W, 2> w, DeviceView<const float, 2> 
 /// arrays, so rows [r0, r1) of a split matrix are a split matrix.
 struct SplitWeight {
   GgmlType type = GgmlType::q4_0;
-  const std::byte* qs = nullptr;  // device
-  const f16* d = nullptr;         // device
+  const std::byte* qs = nullptr;  ///< device
+  const f16* d = nullptr;  ///< device
   int64_t n = 0, k = 0;
   /// Rows [r0, r0 + rows).
   SplitWeight rows(int64_t r0, int64_t rows) const {
