@@ -1,6 +1,7 @@
-// The umbrella header: every public layer of tessera. Include single headers
-// (tessera/nn/blocks.hpp, tessera/nn/attention.hpp, ...) instead where compile
-// time matters: this one pulls in every kernel, the GGUF reader and tokenizers.
+/// \file
+/// The umbrella header: every public layer of tessera. Include single headers
+/// (tessera/nn/blocks.hpp, tessera/nn/attention.hpp, ...) instead where compile
+/// time matters: this one pulls in every kernel, the GGUF reader and tokenizers.
 #pragma once
 
 #include "tessera/core/convert.hpp"

@@ -1,6 +1,7 @@
-// The policies of attention, shared by every backend: where the keys come from
-// (KvSource: contiguous rows or the blocks of a paged cache, in f32, f16 or
-// q8_0), which keys a query may see (AttentionMask), and which algorithm runs.
+/// \file
+/// The policies of attention, shared by every backend: where the keys come from
+/// (KvSource: contiguous rows or the blocks of a paged cache, in f32, f16 or
+/// q8_0), which keys a query may see (AttentionMask), and which algorithm runs.
 #pragma once
 
 #include <algorithm>
@@ -19,6 +20,7 @@ namespace tessera {
 /// Element type of stored keys and values.
 enum class KvType : uint8_t { f32, f16, q8_0 };
 
+/// Printable name of t ("f32", "f16", "q8_0"; "?" for an invalid value).
 inline const char* kv_type_name(KvType t) {
   switch (t) {
     case KvType::f32: return "f32";
@@ -42,29 +44,38 @@ inline size_t kv_bytes(KvType t, int64_t n) {
 /// (position pos0 + j) starts at byte j * row_bytes of k and of v; within a row,
 /// KV head g starts at byte g * kv_bytes(type, head_dim).
 struct KvSegment {
-  const std::byte* k = nullptr;
-  const std::byte* v = nullptr;
+  const std::byte* k = nullptr;  ///< first key row (position pos0)
+  const std::byte* v = nullptr;  ///< first value row (position pos0)
+  ///@{
+  /// First position and number of rows: the segment holds [pos0, pos0 + n).
   int64_t pos0 = 0, n = 0;
-  size_t row_bytes = 0;
+  ///@}
+  size_t row_bytes = 0;  ///< stride between consecutive rows, in bytes (at least n_kv_heads * KvSource::head_bytes())
 };
 
 /// The keys and values one attention call reads: segments in any order (softmax
 /// does not care), each position present at most once.
 struct KvSource {
-  KvType type = KvType::f32;
+  KvType type = KvType::f32;  ///< element type of every segment's keys and values
+  ///@{
+  /// KV heads per row (query heads are a multiple of it, GQA) and values per head.
   int64_t n_kv_heads = 0, head_dim = 0;
-  std::span<const KvSegment> segments;
+  ///@}
+  std::span<const KvSegment> segments;  ///< the runs of keys; not owned
 
+  /// Bytes of one head's key (or value) within a row.
   size_t head_bytes() const { return kv_bytes(type, head_dim); }
+  /// Total number of keys over all segments.
   int64_t n_keys() const {
     int64_t n = 0;
     for (const auto& s : segments) n += s.n;
     return n;
   }
-  /// Start of key (or value) row j of segment s, head g.
+  /// Start of key row j of segment s, head g.
   const std::byte* k_row(const KvSegment& s, int64_t j, int64_t g) const {
     return s.k + static_cast<size_t>(j) * s.row_bytes + static_cast<size_t>(g) * head_bytes();
   }
+  /// Start of value row j of segment s, head g.
   const std::byte* v_row(const KvSegment& s, int64_t j, int64_t g) const {
     return s.v + static_cast<size_t>(j) * s.row_bytes + static_cast<size_t>(g) * head_bytes();
   }
@@ -77,26 +88,33 @@ struct KvSource {
 /// key_limit additionally hides keys at positions >= key_limit: padding of a
 /// sequence shorter than the batch's key length.
 struct AttentionMask {
+  /// Kind of mask: every key, causal, or a sliding window of the last `window` positions.
   enum class Kind : uint8_t { none, causal, sliding };
-  Kind kind = Kind::causal;
-  int64_t window = 0;
-  int64_t key_limit = std::numeric_limits<int64_t>::max();
+  Kind kind = Kind::causal;  ///< which positions are visible
+  int64_t window = 0;  ///< sliding: window length W in positions (> 0); unused otherwise
+  int64_t key_limit = std::numeric_limits<int64_t>::max();  ///< keys at positions >= this are hidden (padding)
 
+  /// Decoder self-attention: keys at positions <= p.
   static AttentionMask causal() { return {Kind::causal, 0}; }
+  /// The last w positions, p included; throws Error unless w > 0.
   static AttentionMask sliding(int64_t w) {
     check(w > 0, "sliding window must be positive, got ", w);
     return {Kind::sliding, w};
   }
+  /// Every key visible.
   static AttentionMask none() { return {Kind::none, 0}; }
   /// No mask except keys at positions >= n_valid (padding).
   static AttentionMask padding(int64_t n_valid) { return {Kind::none, 0, n_valid}; }
 
+  /// First visible key position for a query at p (INT64_MIN when unbounded).
   int64_t lo(int64_t p) const {
     return kind == Kind::sliding ? p - window + 1 : std::numeric_limits<int64_t>::min();
   }
+  /// One past the last visible key position for a query at p (capped by key_limit).
   int64_t hi(int64_t p) const {
     return std::min(kind == Kind::none ? std::numeric_limits<int64_t>::max() : p + 1, key_limit);
   }
+  /// Whether a query at q_pos may attend to the key at k_pos.
   bool visible(int64_t q_pos, int64_t k_pos) const { return k_pos >= lo(q_pos) && k_pos < hi(q_pos); }
 };
 
@@ -112,9 +130,9 @@ enum class AttentionAlgo : uint8_t { automatic, naive, flash, decode };
 /// literal zero scale would make every softmax uniform without any error.
 struct AttentionParams {
   float scale = 0.f;  ///< 0: 1 / sqrt(head_dim)
-  AttentionMask mask{};
+  AttentionMask mask{};  ///< which keys each query sees (causal by default)
   int64_t q_pos0 = 0;  ///< position of query row t is q_pos0 + t
-  AttentionAlgo algo = AttentionAlgo::automatic;
+  AttentionAlgo algo = AttentionAlgo::automatic;  ///< algorithm to run; see AttentionAlgo
   /// Under a causal or sliding mask, keys past the last query row are seen by no
   /// query: almost always a q_pos0 left at 0 over a filled cache, so an Error.
   /// Set this where it is meant (queries split into chunks over the full K/V).

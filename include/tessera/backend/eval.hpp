@@ -1,6 +1,7 @@
-// The front door of expressions: tessera::eval(dst, e), softmax, log_softmax
-// and argmax_last, on the default backend or on the one named by a tag. The
-// tag is a parameter of evaluation, never of the expression.
+/// \file
+/// The front door of expressions: tessera::eval(dst, e), softmax, log_softmax
+/// and argmax_last, on the default backend or on the one named by a tag. The
+/// tag is a parameter of evaluation, never of the expression.
 #pragma once
 
 #include "tessera/core/compiler.hpp"
@@ -32,10 +33,12 @@ template <expr::Destination D, expr::Tensorish X>
 void softmax(backend::scalar::Tag, D&& dst, X&& x) {
   backend::scalar::softmax(std::forward<D>(dst), std::forward<X>(x));
 }
+/// Softmax on the SIMD backend, as the scalar overload.
 template <expr::Destination D, expr::Tensorish X>
 void softmax(backend::simd::Tag, D&& dst, X&& x) {
   backend::simd::softmax(std::forward<D>(dst), std::forward<X>(x));
 }
+/// Softmax on backend::Default.
 template <expr::Destination D, expr::Tensorish X>
 void softmax(D&& dst, X&& x) { softmax(backend::Default{}, std::forward<D>(dst), std::forward<X>(x)); }
 
@@ -44,10 +47,12 @@ template <expr::Destination D, expr::Tensorish X>
 void log_softmax(backend::scalar::Tag, D&& dst, X&& x) {
   backend::scalar::log_softmax(std::forward<D>(dst), std::forward<X>(x));
 }
+/// Log-softmax on the SIMD backend, as the scalar overload.
 template <expr::Destination D, expr::Tensorish X>
 void log_softmax(backend::simd::Tag, D&& dst, X&& x) {
   backend::simd::log_softmax(std::forward<D>(dst), std::forward<X>(x));
 }
+/// Log-softmax on backend::Default.
 template <expr::Destination D, expr::Tensorish X>
 void log_softmax(D&& dst, X&& x) { log_softmax(backend::Default{}, std::forward<D>(dst), std::forward<X>(x)); }
 
@@ -56,10 +61,12 @@ template <class Dst, expr::Tensorish X>
 void argmax_last(backend::scalar::Tag, Dst&& dst, X&& x) {
   backend::scalar::argmax_last(std::forward<Dst>(dst), std::forward<X>(x));
 }
+/// argmax_last on the SIMD backend, as the scalar overload.
 template <class Dst, expr::Tensorish X>
 void argmax_last(backend::simd::Tag, Dst&& dst, X&& x) {
   backend::simd::argmax_last(std::forward<Dst>(dst), std::forward<X>(x));
 }
+/// argmax_last on backend::Default.
 template <class Dst, expr::Tensorish X>
 void argmax_last(Dst&& dst, X&& x) { argmax_last(backend::Default{}, std::forward<Dst>(dst), std::forward<X>(x)); }
 

@@ -1,6 +1,7 @@
-// Which quantized activation block each weight format's integer dot product
-// pairs with: q8_0 for q8_0 / q4_0 / q5_0, q8_1 for q4_1 / q5_1 (its block sum
-// carries the weights' offset term), q8_K for the k-quants (per-16 sums carry theirs).
+/// \file
+/// Which quantized activation block each weight format's integer dot product
+/// pairs with: q8_0 for q8_0 / q4_0 / q5_0, q8_1 for q4_1 / q5_1 (its block sum
+/// carries the weights' offset term), q8_K for the k-quants (per-16 sums carry theirs).
 #pragma once
 
 #include <cmath>
@@ -17,14 +18,36 @@ namespace tessera::backend {
 /// `type` member for other W, so kernels over them drop out of overload sets.
 template <class W>
 struct act_block_of {};
+/// q8_0 weights: q8_0 activations.
 template <> struct act_block_of<block_q8_0> { using type = block_q8_0; };
+/// q4_0 weights: q8_0 activations.
 template <> struct act_block_of<block_q4_0> { using type = block_q8_0; };
+/// q4_1 weights: q8_1 activations, whose block sum carries the weights' offset term.
 template <> struct act_block_of<block_q4_1> { using type = block_q8_1; };
+/// q5_0 weights: q8_0 activations.
 template <> struct act_block_of<block_q5_0> { using type = block_q8_0; };
+/// q5_1 weights: q8_1 activations, whose block sum carries the weights' offset term.
 template <> struct act_block_of<block_q5_1> { using type = block_q8_1; };
+/// q4_K weights: q8_K activations, whose per-16 sums carry the weights' offset term.
 template <> struct act_block_of<block_q4_K> { using type = block_q8_K; };
+/// q6_K weights: q8_K activations.
 template <> struct act_block_of<block_q6_K> { using type = block_q8_K; };
+/// \var act_block_of<block_q8_0>::type
+/// block_q8_0: the activation block that q8_0 weights pair with.
+/// \var act_block_of<block_q4_0>::type
+/// block_q8_0: the activation block that q4_0 weights pair with.
+/// \var act_block_of<block_q4_1>::type
+/// block_q8_1: the activation block that q4_1 weights pair with.
+/// \var act_block_of<block_q5_0>::type
+/// block_q8_0: the activation block that q5_0 weights pair with.
+/// \var act_block_of<block_q5_1>::type
+/// block_q8_1: the activation block that q5_1 weights pair with.
+/// \var act_block_of<block_q4_K>::type
+/// block_q8_K: the activation block that q4_K weights pair with.
+/// \var act_block_of<block_q6_K>::type
+/// block_q8_K: the activation block that q6_K weights pair with.
 
+/// The activation block for weight blocks W: `act_block_of<W>::type`.
 template <class W>
 using ActBlock = typename act_block_of<W>::type;
 

@@ -1,4 +1,5 @@
-// Parameters of rotary position embedding, shared by every backend's rope().
+/// \file
+/// Parameters of rotary position embedding, shared by every backend's rope().
 #pragma once
 
 #include <algorithm>
@@ -9,17 +10,17 @@ namespace tessera {
 
 /// Which dimensions form a rotated pair.
 enum class RopeStyle {
-  interleaved,  // (2i, 2i+1): GGUF llama weights (the converter permutes Q/K into this order)
-  neox,         // (i, i + n_dims/2): GPT-NeoX, Qwen, Phi, HF llama without the permutation
+  interleaved,  ///< (2i, 2i+1): GGUF llama weights (the converter permutes Q/K into this order)
+  neox,         ///< (i, i + n_dims/2): GPT-NeoX, Qwen, Phi, HF llama without the permutation
 };
 
 /// How frequencies are stretched for contexts longer than the training one.
 enum class RopeScaling {
-  none,
-  linear,  // position interpolation: every frequency / factor (freq_scale = 1 / factor)
-  ntk,     // NTK-aware: base * factor^(n/(n-2)); high frequencies kept, the lowest / factor
-  yarn,    // YaRN: per pair, blend of kept (high freq) and interpolated (low freq) by
-           // wavelength vs the original context, plus attention temperature mscale
+  none,    ///< frequencies as trained
+  linear,  ///< position interpolation: every frequency / factor (freq_scale = 1 / factor)
+  ntk,     ///< NTK-aware: base * factor^(n/(n-2)); high frequencies kept, the lowest / factor
+  yarn,    ///< YaRN: per pair, blend of kept (high freq) and interpolated (low freq) by
+           ///< wavelength vs the original context, plus attention temperature mscale
 };
 
 /// theta(pos, i) = pos * freq(i), for pairs i < n_dims/2, with
@@ -32,13 +33,17 @@ enum class RopeScaling {
 /// reads head_dim from the view).
 struct RopeParams {
   int n_dims = 0;  ///< rotated dims per head (<= head_dim; the rest pass through); 0: all of head_dim
-  float base = 10000.f;
+  float base = 10000.f;  ///< frequency base: freq(i) = base^(-2i / n_dims) before scaling
   float freq_scale = 1.f;  ///< linear: 1 / factor
-  RopeStyle style = RopeStyle::interleaved;
+  RopeStyle style = RopeStyle::interleaved;  ///< which dimensions form a rotated pair
   RopeScaling scaling = RopeScaling::none;  ///< linear needs only freq_scale
   float factor = 1.f;  ///< ntk / yarn: context extension factor s
   int n_ctx_orig = 0;  ///< yarn: training context length
-  float beta_fast = 32.f, beta_slow = 1.f;  ///< yarn: ramp ends, in rotations over n_ctx_orig
+  ///@{
+  /// yarn: ramp ends, in rotations over n_ctx_orig (pairs turning more than beta_fast times keep
+  /// their frequency, fewer than beta_slow are interpolated by 1 / factor).
+  float beta_fast = 32.f, beta_slow = 1.f;
+  ///@}
 
   /// The same parameters with n_dims = 0 resolved to head_dim.
   RopeParams for_head_dim(int64_t head_dim) const {
@@ -47,6 +52,7 @@ struct RopeParams {
     return p;
   }
 
+  /// The unscaled frequency of pair i: base^(-2i / n_dims). Needs n_dims resolved (for_head_dim).
   float inv_freq(int i) const { return std::pow(base, -2.f * static_cast<float>(i) / static_cast<float>(n_dims)); }
 
   /// The frequency pair i rotates at, scaling applied.

@@ -1,4 +1,5 @@
-// Compiler-specific switches shared by the headers.
+/// \file
+/// Compiler-specific switches shared by the headers.
 #pragma once
 
 // GCC < 13's AVX-512 intrinsics start from _mm512_undefined_*() (a

@@ -1,6 +1,7 @@
-// Rows of float-like elements (f32, f16, bf16) to f32. The quantized block
-// formats add their own dequantize_row overloads in core/quant.hpp, so
-// `dequantize_row(row, out)` works for every weight type.
+/// \file
+/// Rows of float-like elements (f32, f16, bf16) to f32. The quantized block
+/// formats add their own dequantize_row overloads in core/quant.hpp, so
+/// `dequantize_row(row, out)` works for every weight type.
 #pragma once
 
 #include <span>

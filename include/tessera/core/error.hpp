@@ -1,5 +1,6 @@
-// tessera::Error — the one exception type of the library — and the checks that
-// raise it. Messages name the thing at fault (file, tensor, shape, offset).
+/// \file
+/// tessera::Error — the one exception type of the library — and the checks that
+/// raise it. Messages name the thing at fault (file, tensor, shape, offset).
 #pragma once
 
 #include <sstream>
@@ -38,9 +39,9 @@ void check(bool ok, Parts&&... parts) {
 
 }  // namespace tessera
 
-// A boundary check whose message parts are evaluated only when it fails: for
-// checks on the decode path whose messages build strings (shape_str), which
-// check() would build, and allocate, on every call.
+/// A boundary check whose message parts are evaluated only when it fails: for
+/// checks on the decode path whose messages build strings (shape_str), which
+/// check() would build, and allocate, on every call. Throws tessera::Error.
 #define TESSERA_CHECK(cond, ...)                              \
   do {                                                        \
     if (!(cond)) [[unlikely]] ::tessera::fail(__VA_ARGS__);   \
@@ -51,5 +52,8 @@ void check(bool ok, Parts&&... parts) {
 #ifdef NDEBUG
 #define TESSERA_DEBUG_CHECK(cond, ...) ((void)0)
 #else
+/// Like TESSERA_CHECK, for hot code (shape contracts at block boundaries):
+/// throws tessera::Error in debug builds; under NDEBUG it compiles to nothing
+/// and neither `cond` nor the message parts are evaluated.
 #define TESSERA_DEBUG_CHECK(cond, ...) TESSERA_CHECK(cond, __VA_ARGS__)
 #endif

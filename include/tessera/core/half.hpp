@@ -1,6 +1,7 @@
-// 16-bit floats: f16 (IEEE binary16) and bf16 (bfloat16). Both convert from
-// float with round-to-nearest-even and back to float exactly; NaN, Inf and
-// subnormals are handled. The *_ref functions are the bit-exact reference.
+/// \file
+/// 16-bit floats: f16 (IEEE binary16) and bf16 (bfloat16). Both convert from
+/// float with round-to-nearest-even and back to float exactly; NaN, Inf and
+/// subnormals are handled. The *_ref functions are the bit-exact reference.
 #pragma once
 
 #include "tessera/core/compiler.hpp"
@@ -71,13 +72,18 @@ constexpr float bf16_to_f32_ref(uint16_t b) { return std::bit_cast<float>(static
 
 /// IEEE binary16. Trivially copyable, 2 bytes: usable as the element of mmap'd weights.
 struct f16 {
-  uint16_t bits = 0;
+  uint16_t bits = 0;  ///< Raw binary16 bits: sign, 5-bit exponent, 10-bit mantissa.
 
   f16() = default;
+  /// Rounds `f` to the nearest f16 (ties to even); magnitudes >= 65520 give +-Inf.
   explicit f16(float f) : bits(from_float(f)) {}
+  /// The f16 with these raw bits, unchanged.
   static constexpr f16 from_bits(uint16_t b) { f16 h; h.bits = b; return h; }
+  /// The exact float value (NaNs come back quiet).
   explicit operator float() const { return to_float(bits); }
 
+  /// float -> binary16 bits, round to nearest even. Uses F16C when compiled
+  /// with it, otherwise (and in constant evaluation) the bit-exact reference.
   static constexpr uint16_t from_float(float f) {
 #if defined(__F16C__)
     if (!std::is_constant_evaluated())
@@ -85,6 +91,7 @@ struct f16 {
 #endif
     return detail::f32_to_f16_ref(f);
   }
+  /// binary16 bits -> float, exact. F16C when available, else the reference.
   static constexpr float to_float(uint16_t b) {
 #if defined(__F16C__)
     if (!std::is_constant_evaluated()) return _cvtsh_ss(b);
@@ -97,11 +104,14 @@ struct f16 {
 /// vcvtneps2bf16 flushes subnormals to zero, and the integer rounding above is
 /// already a handful of instructions (the SIMD backend vectorises it).
 struct bf16 {
-  uint16_t bits = 0;
+  uint16_t bits = 0;  ///< Raw bits: the upper 16 bits of the float (sign, 8-bit exponent, 7-bit mantissa).
 
   bf16() = default;
+  /// Rounds `f` to the nearest bf16 (ties to even); NaNs are quieted.
   explicit bf16(float f) : bits(detail::f32_to_bf16_ref(f)) {}
+  /// The bf16 with these raw bits, unchanged.
   static constexpr bf16 from_bits(uint16_t b) { bf16 h; h.bits = b; return h; }
+  /// The exact float value (the bits shifted into the top half).
   explicit operator float() const { return detail::bf16_to_f32_ref(bits); }
 };
 

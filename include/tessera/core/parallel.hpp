@@ -1,7 +1,8 @@
-// Work splitting over OpenMP. Kernels call parallel_for; when the caller is
-// already inside a parallel region (a caller that opens one region around
-// several kernels), the loop is shared among that team instead of opening a
-// nested region, since region start-up is visible at batch size 1.
+/// \file
+/// Work splitting over OpenMP. Kernels call parallel_for; when the caller is
+/// already inside a parallel region (a caller that opens one region around
+/// several kernels), the loop is shared among that team instead of opening a
+/// nested region, since region start-up is visible at batch size 1.
 #pragma once
 
 #include <omp.h>
@@ -32,6 +33,7 @@ void parallel_for(int64_t n, int64_t grain, Body&& body) {
 
 /// Number of threads kernels will use (from OMP_NUM_THREADS or set_num_threads).
 inline int num_threads() { return omp_get_level() > 0 ? omp_get_num_threads() : omp_get_max_threads(); }
+/// Sets the thread count for later parallel regions (omp_set_num_threads); values below 1 mean 1.
 inline void set_num_threads(int n) { omp_set_num_threads(std::max(1, n)); }
 
 }  // namespace tessera

@@ -1,5 +1,6 @@
-// Where tensor bytes live: an owned, 64-byte aligned heap buffer, or a
-// read-only memory map of a file region (weights used in place, files > 4 GiB).
+/// \file
+/// Where tensor bytes live: an owned, 64-byte aligned heap buffer, or a
+/// read-only memory map of a file region (weights used in place, files > 4 GiB).
 #pragma once
 
 #include <fcntl.h>
@@ -18,16 +19,20 @@
 
 namespace tessera {
 
-inline constexpr size_t kAlignment = 64;  // a cache line; also AVX-512 load width
+inline constexpr size_t kAlignment = 64;  ///< Byte alignment of AlignedBuffer: a cache line; also the AVX-512 load width.
 
 /// Owned, uninitialised, 64-byte aligned bytes. Move-only.
 class AlignedBuffer {
  public:
   AlignedBuffer() = default;
+  /// Allocates n_bytes (rounded up to whole cache lines, so SIMD tails may read past
+  /// the end), uninitialised; 0 allocates nothing. Throws std::bad_alloc.
   explicit AlignedBuffer(size_t n_bytes) : size_(n_bytes) {
     if (n_bytes) data_ = static_cast<std::byte*>(::operator new(round_up(n_bytes), std::align_val_t{kAlignment}));
   }
+  /// Takes o's bytes; o is left empty.
   AlignedBuffer(AlignedBuffer&& o) noexcept : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  /// Frees the current bytes and takes o's; o is left empty.
   AlignedBuffer& operator=(AlignedBuffer&& o) noexcept {
     if (this != &o) { release(); data_ = std::exchange(o.data_, nullptr); size_ = std::exchange(o.size_, 0); }
     return *this;
@@ -36,9 +41,9 @@ class AlignedBuffer {
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
   ~AlignedBuffer() { release(); }
 
-  std::byte* data() { return data_; }
-  const std::byte* data() const { return data_; }
-  size_t size() const { return size_; }
+  std::byte* data() { return data_; }              ///< First byte, 64-byte aligned; nullptr when empty.
+  const std::byte* data() const { return data_; }  ///< First byte, 64-byte aligned; nullptr when empty.
+  size_t size() const { return size_; }            ///< Size in bytes as requested (without the padding).
 
  private:
   // Padding to whole cache lines lets SIMD tails read (never write) past the end safely.
@@ -77,8 +82,10 @@ class MappedFile {
     }
     ::close(fd);  // the mapping keeps the file alive
   }
+  /// Takes o's mapping; o is left empty.
   MappedFile(MappedFile&& o) noexcept
       : path_(std::move(o.path_)), data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  /// Unmaps the current file and takes o's mapping; o is left empty.
   MappedFile& operator=(MappedFile&& o) noexcept {
     if (this != &o) {
       unmap();
@@ -92,9 +99,9 @@ class MappedFile {
   MappedFile& operator=(const MappedFile&) = delete;
   ~MappedFile() { unmap(); }
 
-  const std::byte* data() const { return data_; }
-  size_t size() const { return size_; }
-  const std::string& path() const { return path_; }
+  const std::byte* data() const { return data_; }    ///< First byte of the file; nullptr for an empty file.
+  size_t size() const { return size_; }              ///< File size in bytes.
+  const std::string& path() const { return path_; }  ///< The path it was opened with (for messages).
 
   /// Bytes [offset, offset + n_bytes); throws if the region reaches past the end.
   const std::byte* region(size_t offset, size_t n_bytes) const {

@@ -1,7 +1,8 @@
-// Tensor<T, Rank> owns 64-byte aligned storage; TensorView<T, Rank> is a
-// non-owning strided view (like std::mdspan) that every kernel takes. Strides
-// are in elements; T may be float, f16, bf16 or a quantized block type, in
-// which case one "element" is one block.
+/// \file
+/// Tensor<T, Rank> owns 64-byte aligned storage; TensorView<T, Rank> is a
+/// non-owning strided view (like std::mdspan) that every kernel takes. Strides
+/// are in elements; T may be float, f16, bf16 or a quantized block type, in
+/// which case one "element" is one block.
 #pragma once
 
 #include <algorithm>
@@ -19,9 +20,11 @@
 
 namespace tessera {
 
+/// Extents of the Rank axes, outermost first (row-major).
 template <int Rank>
 using Shape = std::array<int64_t, Rank>;
 
+/// A shape (or strides) for messages: "[2, 3, 4]".
 template <size_t Rank>
 std::string shape_str(const std::array<int64_t, Rank>& s) {
   std::string out = "[";
@@ -46,24 +49,25 @@ class TensorView {
   static_assert(Rank >= 1, "rank-0 views are not supported");
 
  public:
-  using value_type = T;
-  static constexpr int rank = Rank;
+  using value_type = T;              ///< Element type (const for a read-only view).
+  static constexpr int rank = Rank;  ///< Number of axes.
 
   TensorView() = default;
   /// Contiguous row-major view of shape over data.
   TensorView(T* data, const Shape<Rank>& shape) : data_(data), shape_(shape), strides_(contiguous_strides(shape)) {}
+  /// View of shape over data with the given strides (in elements; not checked).
   TensorView(T* data, const Shape<Rank>& shape, const Shape<Rank>& strides) : data_(data), shape_(shape), strides_(strides) {}
   /// A mutable view converts to a read-only one.
   template <class U, class = std::enable_if_t<std::is_same_v<const U, T> && !std::is_same_v<U, T>>>
   TensorView(const TensorView<U, Rank>& o) : data_(o.data()), shape_(o.shape()), strides_(o.strides()) {}
 
-  T* data() const { return data_; }
-  const Shape<Rank>& shape() const { return shape_; }
-  const Shape<Rank>& strides() const { return strides_; }
-  int64_t dim(int d) const { return shape_[d]; }
-  int64_t stride(int d) const { return strides_[d]; }
-  int64_t size() const { return std::accumulate(shape_.begin(), shape_.end(), int64_t{1}, std::multiplies<>()); }
-  bool empty() const { return size() == 0; }
+  T* data() const { return data_; }                          ///< Element (0, ..., 0); nullptr for a default view.
+  const Shape<Rank>& shape() const { return shape_; }        ///< Extent of each axis.
+  const Shape<Rank>& strides() const { return strides_; }    ///< Step of each axis, in elements.
+  int64_t dim(int d) const { return shape_[d]; }             ///< Extent of axis d (not range-checked).
+  int64_t stride(int d) const { return strides_[d]; }        ///< Stride of axis d in elements (not range-checked).
+  int64_t size() const { return std::accumulate(shape_.begin(), shape_.end(), int64_t{1}, std::multiplies<>()); }  ///< Number of elements (product of the extents).
+  bool empty() const { return size() == 0; }                 ///< True when some extent is 0.
 
   /// True when the elements are packed row-major with no gaps (axes of extent
   /// 1 may have any stride: one row of a wider matrix is packed).
@@ -192,42 +196,48 @@ class Tensor {
 
  public:
   Tensor() = default;
+  /// Allocates a zero-filled tensor of this shape. Throws Error on a negative extent.
   explicit Tensor(const Shape<Rank>& shape) : shape_(shape) {
     for (int64_t d : shape) TESSERA_CHECK(d >= 0, "negative extent in shape ", shape_str(shape));
     buf_ = AlignedBuffer(static_cast<size_t>(size()) * sizeof(T));
     if (buf_.data()) std::memset(buf_.data(), 0, buf_.size());
   }
-  Tensor(Tensor&&) noexcept = default;
-  Tensor& operator=(Tensor&&) noexcept = default;
+  Tensor(Tensor&&) noexcept = default;             ///< Takes the storage; the source is left empty.
+  Tensor& operator=(Tensor&&) noexcept = default;  ///< Frees the current storage and takes the source's.
 
+  /// A deep copy (new storage, same shape and elements).
   Tensor clone() const {
     Tensor t(shape_);
     if (size()) std::memcpy(t.buf_.data(), buf_.data(), buf_.size());
     return t;
   }
 
-  T* data() { return reinterpret_cast<T*>(buf_.data()); }
-  const T* data() const { return reinterpret_cast<const T*>(buf_.data()); }
-  const Shape<Rank>& shape() const { return shape_; }
-  int64_t dim(int d) const { return shape_[d]; }
-  int64_t size() const { return std::accumulate(shape_.begin(), shape_.end(), int64_t{1}, std::multiplies<>()); }
-  size_t size_bytes() const { return static_cast<size_t>(size()) * sizeof(T); }
+  T* data() { return reinterpret_cast<T*>(buf_.data()); }                    ///< First element, 64-byte aligned; nullptr when empty.
+  const T* data() const { return reinterpret_cast<const T*>(buf_.data()); }  ///< First element, 64-byte aligned; nullptr when empty.
+  const Shape<Rank>& shape() const { return shape_; }                        ///< Extent of each axis.
+  int64_t dim(int d) const { return shape_[d]; }                             ///< Extent of axis d (not range-checked).
+  int64_t size() const { return std::accumulate(shape_.begin(), shape_.end(), int64_t{1}, std::multiplies<>()); }  ///< Number of elements.
+  size_t size_bytes() const { return static_cast<size_t>(size()) * sizeof(T); }  ///< Bytes of the elements: size() * sizeof(T).
 
-  TensorView<T, Rank> view() { return {data(), shape_}; }
-  TensorView<const T, Rank> view() const { return {data(), shape_}; }
-  operator TensorView<T, Rank>() { return view(); }
-  operator TensorView<const T, Rank>() const { return view(); }
+  TensorView<T, Rank> view() { return {data(), shape_}; }               ///< Contiguous view of the whole tensor.
+  TensorView<const T, Rank> view() const { return {data(), shape_}; }   ///< Read-only contiguous view of the whole tensor.
+  operator TensorView<T, Rank>() { return view(); }                     ///< Implicit view(), so kernels taking views take tensors.
+  operator TensorView<const T, Rank>() const { return view(); }         ///< Implicit read-only view().
 
+  /// Element access as TensorView::operator(); bounds-checked in debug builds.
   template <class... I>
   T& operator()(I... idx) { return view()(idx...); }
+  /// Read-only element access; bounds-checked in debug builds.
   template <class... I>
   const T& operator()(I... idx) const { return view()(idx...); }
-  auto operator[](int64_t i) requires(Rank > 1) { return view()[i]; }
-  auto operator[](int64_t i) const requires(Rank > 1) { return view()[i]; }
-  std::span<T> span() { return {data(), static_cast<size_t>(size())}; }
-  std::span<const T> span() const { return {data(), static_cast<size_t>(size())}; }
+  auto operator[](int64_t i) requires(Rank > 1) { return view()[i]; }        ///< Sub-view at index i of the first axis.
+  auto operator[](int64_t i) const requires(Rank > 1) { return view()[i]; }  ///< Read-only sub-view at index i of the first axis.
+  std::span<T> span() { return {data(), static_cast<size_t>(size())}; }                    ///< All elements (always contiguous).
+  std::span<const T> span() const { return {data(), static_cast<size_t>(size())}; }        ///< All elements, read-only.
 
-  /// The view operations, so a tensor needs no .view() first (each returns a view).
+  /// @{
+  /// The view operations, so a tensor needs no .view() first (each returns a
+  /// view; see TensorView for the checks and errors).
   TensorView<T, Rank + 1> unflatten_last(int64_t n) { return view().unflatten_last(n); }
   TensorView<const T, Rank + 1> unflatten_last(int64_t n) const { return view().unflatten_last(n); }
   TensorView<T, Rank> narrow(int d, int64_t begin, int64_t end) { return view().narrow(d, begin, end); }
@@ -238,6 +248,7 @@ class Tensor {
   TensorView<T, R2> reshape(const Shape<R2>& shape) { return view().template reshape<R2>(shape); }
   template <int R2>
   TensorView<const T, R2> reshape(const Shape<R2>& shape) const { return view().template reshape<R2>(shape); }
+  /// @}
 
  private:
   AlignedBuffer buf_;

@@ -1,6 +1,7 @@
-// Numpy broadcasting for expression shapes, and the index arithmetic every
-// evaluator shares: binding a leaf's strides to the iteration space (stride 0
-// on broadcast axes) and walking the rows (all axes but the last) of a shape.
+/// \file
+/// Numpy broadcasting for expression shapes, and the index arithmetic every
+/// evaluator shares: binding a leaf's strides to the iteration space (stride 0
+/// on broadcast axes) and walking the rows (all axes but the last) of a shape.
 #pragma once
 
 #include <algorithm>

@@ -1,6 +1,7 @@
-// Expression nodes: a tree that only describes elementwise work over float
-// tensors (leaves are strided views, constants are scalars). Evaluators in
-// backend/ walk the tree; nothing here computes a value or names a backend.
+/// \file
+/// Expression nodes: a tree that only describes elementwise work over float
+/// tensors (leaves are strided views, constants are scalars). Evaluators in
+/// backend/ walk the tree; nothing here computes a value or names a backend.
 #pragma once
 
 #include <cstdint>
@@ -23,10 +24,10 @@ class Leaf : public NodeTag {
   static_assert(R >= 1 && R <= 4, "expression operands have rank 1 to 4");
 
  public:
-  static constexpr int rank = R;
-  explicit Leaf(const TensorView<const float, R>& v) : view_(v) {}
-  Shape<R> shape() const { return view_.shape(); }
-  const TensorView<const float, R>& view() const { return view_; }
+  static constexpr int rank = R;  ///< Number of axes of the node's shape.
+  explicit Leaf(const TensorView<const float, R>& v) : view_(v) {}  ///< Reads v (copies the view, not the data).
+  Shape<R> shape() const { return view_.shape(); }  ///< Shape of the viewed tensor.
+  const TensorView<const float, R>& view() const { return view_; }  ///< The view that is read.
 
  private:
   TensorView<const float, R> view_;
@@ -35,10 +36,10 @@ class Leaf : public NodeTag {
 /// A float scalar: rank 0, broadcasts against anything.
 class Constant : public NodeTag {
  public:
-  static constexpr int rank = 0;
-  explicit Constant(float v) : value_(v) {}
-  Shape<0> shape() const { return {}; }
-  float value() const { return value_; }
+  static constexpr int rank = 0;  ///< A scalar has no axes.
+  explicit Constant(float v) : value_(v) {}  ///< The scalar v.
+  Shape<0> shape() const { return {}; }  ///< The empty shape.
+  float value() const { return value_; }  ///< The scalar.
 
  private:
   float value_;
@@ -48,11 +49,11 @@ class Constant : public NodeTag {
 template <class Op, class A>
 class Unary : public NodeTag {
  public:
-  using op_type = Op;
-  static constexpr int rank = A::rank;
-  explicit Unary(A a) : a_(std::move(a)) {}
-  Shape<rank> shape() const { return a_.shape(); }
-  const A& arg() const { return a_; }
+  using op_type = Op;  ///< The functor applied to each element.
+  static constexpr int rank = A::rank;  ///< Same rank as the operand.
+  explicit Unary(A a) : a_(std::move(a)) {}  ///< Op applied to a (the node holds a by value).
+  Shape<rank> shape() const { return a_.shape(); }  ///< Same shape as the operand.
+  const A& arg() const { return a_; }  ///< The operand.
 
  private:
   A a_;
@@ -63,12 +64,13 @@ class Unary : public NodeTag {
 template <class Op, class A, class B>
 class Binary : public NodeTag {
  public:
-  using op_type = Op;
-  static constexpr int rank = A::rank > B::rank ? A::rank : B::rank;
+  using op_type = Op;  ///< The functor applied to each pair of elements.
+  static constexpr int rank = A::rank > B::rank ? A::rank : B::rank;  ///< The larger operand rank.
+  /// Op applied to a and b; throws Error naming both shapes if they do not broadcast.
   Binary(A a, B b) : a_(std::move(a)), b_(std::move(b)), shape_(broadcast_shape(a_.shape(), b_.shape())) {}
-  Shape<rank> shape() const { return shape_; }
-  const A& lhs() const { return a_; }
-  const B& rhs() const { return b_; }
+  Shape<rank> shape() const { return shape_; }  ///< The broadcast shape of the operands.
+  const A& lhs() const { return a_; }  ///< The left operand.
+  const B& rhs() const { return b_; }  ///< The right operand.
 
  private:
   A a_;
@@ -126,15 +128,18 @@ auto as_expr(T&& x) {
   else return Constant(static_cast<float>(x));
 }
 
+/// The node type as_expr makes from an operand of type T.
 template <class T>
 using ExprOf = decltype(as_expr(std::declval<T>()));
 
 /// The writable view of a destination: a float view or an lvalue float tensor.
 template <int R>
 TensorView<float, R> dst_view(const TensorView<float, R>& v) { return v; }
+/// The writable view of an lvalue float tensor (a temporary cannot be a destination).
 template <int R>
 TensorView<float, R> dst_view(Tensor<float, R>& t) { return t.view(); }
 
+/// What an expression can be evaluated into: a float view or an lvalue float tensor.
 template <class T>
 concept Destination = requires(T&& d) { dst_view(std::forward<T>(d)); };
 

@@ -1,7 +1,8 @@
-// Reductions along the last axis as expression nodes: sum_last, mean_last,
-// max_last, min_last. The result keeps the axis with extent 1, so it is both a
-// value to evaluate into a [..., 1] destination and an operand that broadcasts
-// back over the row it came from (x * rsqrt(mean_last(x * x) + eps)).
+/// \file
+/// Reductions along the last axis as expression nodes: sum_last, mean_last,
+/// max_last, min_last. The result keeps the axis with extent 1, so it is both a
+/// value to evaluate into a [..., 1] destination and an operand that broadcasts
+/// back over the row it came from (x * rsqrt(mean_last(x * x) + eps)).
 #pragma once
 
 #include <type_traits>
@@ -18,9 +19,10 @@ class ReduceLast : public NodeTag {
   static_assert(A::rank >= 1, "a reduction needs an axis: reduce a tensor, not a number");
 
  public:
-  using op_type = Op;
-  static constexpr int rank = A::rank;
-  explicit ReduceLast(A a) : a_(std::move(a)) {}
+  using op_type = Op;  ///< The reduction functor (identity, combine, finish).
+  static constexpr int rank = A::rank;  ///< Same rank as the operand: the reduced axis is kept.
+  explicit ReduceLast(A a) : a_(std::move(a)) {}  ///< Op over the last axis of a (the node holds a by value).
+  /// The operand's shape with the last extent set to 1.
   Shape<rank> shape() const {
     Shape<rank> s = a_.shape();
     s[rank - 1] = 1;
@@ -28,12 +30,13 @@ class ReduceLast : public NodeTag {
   }
   /// Length of the reduced axis.
   int64_t length() const { return a_.shape()[rank - 1]; }
-  const A& arg() const { return a_; }
+  const A& arg() const { return a_; }  ///< The operand.
 
  private:
   A a_;
 };
 
+/// The ReduceLast node of Op over x (a view, tensor or node). [..., n] -> [..., 1]
 template <class Op, Tensorish T>
 auto make_reduce(T&& x) {
   return ReduceLast<Op, ExprOf<T>>(as_expr(std::forward<T>(x)));
@@ -52,10 +55,13 @@ template <Tensorish T> auto min_last(T&& x) { return make_reduce<op::MinReduce>(
 /// (the reduction runs once per row), and axes may not be merged.
 template <class E>
 inline constexpr bool contains_reduce_v = false;
+/// A unary node holds a reduction if its operand does.
 template <class Op, class A>
 inline constexpr bool contains_reduce_v<Unary<Op, A>> = contains_reduce_v<A>;
+/// A binary node holds a reduction if either operand does.
 template <class Op, class A, class B>
 inline constexpr bool contains_reduce_v<Binary<Op, A, B>> = contains_reduce_v<A> || contains_reduce_v<B>;
+/// A reduction node always does.
 template <class Op, class A>
 inline constexpr bool contains_reduce_v<ReduceLast<Op, A>> = true;
 

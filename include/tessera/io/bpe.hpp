@@ -1,6 +1,7 @@
-// GPT-2 byte-level BPE: the byte <-> printable code point map, merge ranks
-// keyed by token pair, and the lowest-rank-first merging of one pre-token word.
-// The tokenizer (io/tokenizer.hpp) does the pre-tokenizing and special tokens.
+/// \file
+/// GPT-2 byte-level BPE: the byte <-> printable code point map, merge ranks
+/// keyed by token pair, and the lowest-rank-first merging of one pre-token word.
+/// The tokenizer (io/tokenizer.hpp) does the pre-tokenizing and special tokens.
 #pragma once
 
 #include <array>
@@ -48,7 +49,7 @@ class ByteLevelAlphabet {
       cp_to_byte_[byte_to_cp_[b]] = static_cast<int16_t>(b);
     }
   }
-  uint32_t code_point(uint8_t byte) const { return byte_to_cp_[byte]; }
+  uint32_t code_point(uint8_t byte) const { return byte_to_cp_[byte]; }  ///< The code point that stands for byte.
   /// The byte a code point stands for, or -1 when it is outside the alphabet.
   int byte(uint32_t cp) const { return cp < cp_to_byte_.size() ? cp_to_byte_[cp] : -1; }
 
@@ -101,7 +102,7 @@ class BpeModel {
     }
   }
 
-  const ByteLevelAlphabet& alphabet() const { return alphabet_; }
+  const ByteLevelAlphabet& alphabet() const { return alphabet_; }  ///< The byte alphabet the vocabulary's tokens are written in.
 
   /// Appends the ids of one pre-token word (raw bytes). Lowest rank merges first, leftmost on ties, as the
   /// merges were learned. O(L log L) for L bytes. A byte the vocabulary has no token for (some leave out

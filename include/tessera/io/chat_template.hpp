@@ -1,6 +1,7 @@
-// Chat templates: not a Jinja engine, but the common families recognised by
-// their markers in `tokenizer.chat_template` and rendered to the exact string
-// the Jinja template would produce. An unknown template is an Error.
+/// \file
+/// Chat templates: not a Jinja engine, but the common families recognised by
+/// their markers in `tokenizer.chat_template` and rendered to the exact string
+/// the Jinja template would produce. An unknown template is an Error.
 #pragma once
 
 #include <string>
@@ -13,20 +14,22 @@
 
 namespace tessera::io {
 
+/// One turn of a conversation.
 struct ChatMessage {
-  std::string role;  // "system", "user", "assistant"
-  std::string content;
+  std::string role;  ///< "system", "user" or "assistant"
+  std::string content;  ///< The turn's text.
 };
 
+/// A chat template recognised as one of the supported families; renders a conversation to prompt text.
 class ChatTemplate {
  public:
-  /// chatml: <|im_start|>role\n...<|im_end|>\n, with the template's default system turn if it has one
+  /// chatml: `<|im_start|>role\n...<|im_end|>\n`, with the template's default system turn if it has one
   /// (SmolLM2, Qwen2). llama3: Meta's Llama-3 Instruct template. llama2: Meta's Llama-2 chat template.
   enum class Family { chatml, llama3, llama2 };
 
   /// Recognises the template's family from its source. Error naming the template's start when it is of no
   /// known family, or of a variant whose output would differ (Llama-3.1's dated system turn, [INST]
-  /// templates without Llama-2's <<SYS>> block).
+  /// templates without Llama-2's `<<SYS>>` block).
   static ChatTemplate from_source(std::string_view src) {
     ChatTemplate t;
     auto has = [&](std::string_view marker) { return src.find(marker) != std::string_view::npos; };
@@ -43,7 +46,7 @@ class ChatTemplate {
     return t;
   }
 
-  Family family() const { return family_; }
+  Family family() const { return family_; }  ///< The recognised family.
   /// The system prompt a ChatML template puts first when the conversation has none ("" when it has none).
   const std::string& default_system() const { return default_system_; }
   /// Whether the rendering holds the BOS text itself (then encode it with add_special = false).

@@ -1,6 +1,7 @@
-// The bounds-checked cursor the GGUF reader parses with, and the reading of
-// metadata values off it (scalars, strings, arrays of arrays to a bounded
-// depth). Every read names the field and its byte offset when it fails.
+/// \file
+/// The bounds-checked cursor the GGUF reader parses with, and the reading of
+/// metadata values off it (scalars, strings, arrays of arrays to a bounded
+/// depth). Every read names the field and its byte offset when it fails.
 #pragma once
 
 #include <bit>
@@ -18,10 +19,10 @@ namespace tessera::io {
 
 static_assert(std::endian::native == std::endian::little, "GGUF is read in place, which needs a little-endian host");
 
-inline constexpr uint32_t kGgufMagic = 0x46554747;  // "GGUF" read as a little-endian u32
-inline constexpr size_t kGgufDefaultAlignment = 32;
-inline constexpr uint32_t kGgufMaxDims = 4;
-inline constexpr int kGgufMaxArrayDepth = 16;  // bounds the parser's recursion on arrays of arrays
+inline constexpr uint32_t kGgufMagic = 0x46554747;  ///< "GGUF" read as a little-endian u32
+inline constexpr size_t kGgufDefaultAlignment = 32;  ///< Data alignment in bytes when general.alignment is absent.
+inline constexpr uint32_t kGgufMaxDims = 4;  ///< Most dimensions a tensor may have (ggml's limit).
+inline constexpr int kGgufMaxArrayDepth = 16;  ///< Deepest nesting of arrays read; bounds the parser's recursion.
 
 namespace detail {
 

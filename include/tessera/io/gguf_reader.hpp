@@ -1,6 +1,7 @@
-// The GGUF reader: GgufFile parses a file (mapped, or a buffer in memory) with
-// every read bounds-checked, validates each tensor (type, shape, alignment,
-// extent, overlap) and hands out zero-copy typed views of tensor data.
+/// \file
+/// The GGUF reader: GgufFile parses a file (mapped, or a buffer in memory) with
+/// every read bounds-checked, validates each tensor (type, shape, alignment,
+/// extent, overlap) and hands out zero-copy typed views of tensor data.
 #pragma once
 
 #include <algorithm>
@@ -27,18 +28,19 @@ namespace tessera::io {
 
 /// One tensor of the file. data points into the file's bytes; it lives as long as the GgufFile (or a copy of it).
 struct GgufTensorInfo {
-  std::string name;
+  std::string name;  ///< The tensor's name, unique in the file
   uint32_t type = 0;  ///< ggml type id (GgmlType)
   std::vector<int64_t> shape;  ///< GGUF order: shape[0] is the row length (innermost), 1 to 4 dims
   uint64_t offset = 0;  ///< bytes from the start of the data section
-  size_t n_bytes = 0;
-  const std::byte* data = nullptr;
+  size_t n_bytes = 0;  ///< Size of the data: n_elements / block size * bytes per block
+  const std::byte* data = nullptr;  ///< First byte of the data, in the file's bytes
 
+  /// Product of the shape's extents.
   int64_t n_elements() const {
     return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
   }
-  std::span<const std::byte> bytes() const { return {data, n_bytes}; }
-  const char* type_name() const { return type_info(type).name; }
+  std::span<const std::byte> bytes() const { return {data, n_bytes}; }  ///< The data, [n_bytes].
+  const char* type_name() const { return type_info(type).name; }  ///< Name of the ggml type ("q4_K"), or nullptr for an unknown id.
 };
 
 namespace detail {
@@ -217,18 +219,19 @@ class GgufFile {
     return GgufFile(std::move(owned), data, size, std::move(name));
   }
 
-  const GgufMetadata& meta() const { return layout_.meta; }
-  uint32_t version() const { return layout_.version; }
+  const GgufMetadata& meta() const { return layout_.meta; }  ///< The metadata key-value pairs, in file order.
+  uint32_t version() const { return layout_.version; }  ///< GGUF format version (2 or 3).
   /// general.alignment, or 32.
   size_t alignment() const { return layout_.alignment; }
   /// File byte where the data section starts; tensor offsets count from here.
   size_t data_offset() const { return layout_.data_offset; }
-  size_t size_bytes() const { return size_; }
+  size_t size_bytes() const { return size_; }  ///< Size of the whole file in bytes.
   /// The path (or the name given to from_bytes).
   const std::string& name() const { return name_; }
 
   /// Tensor infos in file order.
   const std::vector<GgufTensorInfo>& tensors() const { return layout_.tensors; }
+  /// The tensor called name, or nullptr. O(1) (hashed).
   const GgufTensorInfo* find_tensor(std::string_view name) const {
     const auto it = layout_.index.find(name);
     return it == layout_.index.end() ? nullptr : &layout_.tensors[it->second];

@@ -1,6 +1,7 @@
-// GGUF metadata values: the 13 value types, GgufValue (a scalar, a string or an
-// array), GgufArray (typed element storage, arrays of arrays included) and
-// GgufMetadata, the key -> value table in file order with typed, checked reads.
+/// \file
+/// GGUF metadata values: the 13 value types, GgufValue (a scalar, a string or an
+/// array), GgufArray (typed element storage, arrays of arrays included) and
+/// GgufMetadata, the key -> value table in file order with typed, checked reads.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +24,7 @@ enum class GgufValueType : uint32_t {
   u8 = 0, i8 = 1, u16 = 2, i16 = 3, u32 = 4, i32 = 5, f32 = 6, boolean = 7, string = 8, array = 9,
   u64 = 10, i64 = 11, f64 = 12,
 };
-inline constexpr uint32_t kGgufValueTypeCount = 13;
+inline constexpr uint32_t kGgufValueTypeCount = 13;  ///< Number of GgufValueType ids (0 to 12).
 
 /// "u8", "string", "array", ...; "unknown" for ids outside the 13 types.
 constexpr const char* type_name(GgufValueType t) {
@@ -58,6 +59,7 @@ inline constexpr bool is_array_element =
 /// each holding an array. Storage alternative i holds element type i.
 class GgufArray {
  public:
+  /// One std::vector per element type, in GgufValueType order (vector<GgufValue> for arrays of arrays).
   using Storage = std::variant<std::vector<uint8_t>, std::vector<int8_t>, std::vector<uint16_t>, std::vector<int16_t>,
                                std::vector<uint32_t>, std::vector<int32_t>, std::vector<float>, std::vector<bool>,
                                std::vector<std::string>, std::vector<GgufValue>, std::vector<uint64_t>,
@@ -68,11 +70,12 @@ class GgufArray {
   /// An array of items: T is a GGUF scalar type, std::string, or GgufValue (then every item must be an array).
   template <class T>
   explicit GgufArray(std::vector<T> items);
+  /// An array of the alternative items holds; Error when a nested GgufValue is not an array.
   explicit GgufArray(Storage items);
 
-  GgufValueType elem_type() const { return static_cast<GgufValueType>(items_.index()); }
+  GgufValueType elem_type() const { return static_cast<GgufValueType>(items_.index()); }  ///< The element type.
   size_t size() const;  ///< defined below GgufValue: the nested alternative needs it complete
-  bool empty() const { return size() == 0; }
+  bool empty() const { return size() == 0; }  ///< Whether the array has no elements.
   /// Element i as a value (copies a string element). Error when i is out of range.
   GgufValue at(size_t i) const;
   /// The elements when T is exactly the element type (no conversion, no copy), else nullptr.
@@ -84,8 +87,9 @@ class GgufArray {
   /// As get_if, but Error naming both types when the element type differs.
   template <class T>
   const std::vector<T>& items() const;
-  const Storage& storage() const { return items_; }
+  const Storage& storage() const { return items_; }  ///< The typed element vector, for std::visit.
 
+  /// Same element type and equal elements.
   friend bool operator==(const GgufArray& a, const GgufArray& b);
 
  private:
@@ -97,10 +101,13 @@ class GgufArray {
 /// GgufValue(uint32_t{4}) is a u32, GgufValue(4) an i32, GgufValue(1.f) an f32.
 class GgufValue {
  public:
+  /// One alternative per GgufValueType, in id order.
   using Storage = std::variant<uint8_t, int8_t, uint16_t, int16_t, uint32_t, int32_t, float, bool, std::string,
                                GgufArray, uint64_t, int64_t, double>;
 
-  GgufValue() = default;  // u8 0
+  GgufValue() = default;  ///< u8 0
+  /// A scalar of the GGUF type of its C++ type (uint8_t: u8, ..., float: f32, double: f64, bool: bool).
+  ///@{
   GgufValue(uint8_t v) : v_(v) {}
   GgufValue(int8_t v) : v_(v) {}
   GgufValue(uint16_t v) : v_(v) {}
@@ -112,15 +119,20 @@ class GgufValue {
   GgufValue(float v) : v_(v) {}
   GgufValue(double v) : v_(v) {}
   GgufValue(bool v) : v_(v) {}
+  ///@}
+  /// A string value (the text is copied).
+  ///@{
   GgufValue(std::string v) : v_(std::move(v)) {}
   GgufValue(std::string_view v) : v_(std::string(v)) {}
   GgufValue(const char* v) : v_(std::string(v)) {}
-  GgufValue(GgufArray a) : v_(std::move(a)) {}
+  ///@}
+  GgufValue(GgufArray a) : v_(std::move(a)) {}  ///< An array value.
+  /// An array of items, as `GgufArray(std::vector<T>)` builds it.
   template <class T>
   GgufValue(std::vector<T> items) : v_(GgufArray(std::move(items))) {}
 
-  GgufValueType type() const { return static_cast<GgufValueType>(v_.index()); }
-  bool is_array() const { return type() == GgufValueType::array; }
+  GgufValueType type() const { return static_cast<GgufValueType>(v_.index()); }  ///< The value's GGUF type.
+  bool is_array() const { return type() == GgufValueType::array; }  ///< Whether the type is array.
   /// The array; Error when this is not one.
   const GgufArray& array() const {
     const GgufArray* a = std::get_if<GgufArray>(&v_);
@@ -139,14 +151,16 @@ class GgufValue {
   /// float/double, arrays to std::vector<E> when every element converts to E.
   template <class T>
   std::optional<T> to() const;
-  const Storage& storage() const { return v_; }
+  const Storage& storage() const { return v_; }  ///< The stored alternative, for std::visit.
 
+  /// Same type and equal value (arrays compare element by element).
   friend bool operator==(const GgufValue& a, const GgufValue& b) { return a.v_ == b.v_; }
 
  private:
   Storage v_;
 };
 
+/// Same element type and equal elements.
 inline bool operator==(const GgufArray& a, const GgufArray& b) { return a.items_ == b.items_; }
 
 namespace detail {
@@ -289,7 +303,7 @@ struct StringHash {
 /// Key -> value, in file order, looked up by hash.
 class GgufMetadata {
  public:
-  bool has(std::string_view key) const { return find(key) != nullptr; }
+  bool has(std::string_view key) const { return find(key) != nullptr; }  ///< Whether key is present.
   /// The value of key, or nullptr.
   const GgufValue* find(std::string_view key) const {
     const auto it = index_.find(key);
@@ -318,8 +332,8 @@ class GgufMetadata {
     for (const auto& e : entries_) k.push_back(e.first);
     return k;
   }
-  const std::vector<std::pair<std::string, GgufValue>>& entries() const { return entries_; }
-  size_t size() const { return entries_.size(); }
+  const std::vector<std::pair<std::string, GgufValue>>& entries() const { return entries_; }  ///< Key-value pairs in order.
+  size_t size() const { return entries_.size(); }  ///< Number of keys.
 
   /// Appends key; Error on a duplicate key.
   void add(std::string key, GgufValue value) {

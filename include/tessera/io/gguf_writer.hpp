@@ -1,7 +1,8 @@
-// GgufWriter: builds a GGUF v2/v3 file from metadata and tensors (tests make
-// small models with it; a quantizer writes its output through it). Layout:
-// header, metadata, tensor infos, then the data, each tensor padded to
-// general.alignment.
+/// \file
+/// GgufWriter: builds a GGUF v2/v3 file from metadata and tensors (tests make
+/// small models with it; a quantizer writes its output through it). Layout:
+/// header, metadata, tensor infos, then the data, each tensor padded to
+/// general.alignment.
 #pragma once
 
 #include <algorithm>
@@ -19,8 +20,9 @@
 
 namespace tessera::io {
 
-inline constexpr size_t kGgmlMaxNameBytes = 63;  // ggml's readers refuse longer tensor names
+inline constexpr size_t kGgmlMaxNameBytes = 63;  ///< Longest tensor name in bytes; ggml's readers refuse longer ones.
 
+/// Collects metadata and tensors (copied), then writes them as one GGUF file (to_bytes, write).
 class GgufWriter {
  public:
   /// Sets key, replacing an existing value in place. value converts from scalars (keeping their C++ type:
@@ -30,8 +32,8 @@ class GgufWriter {
   void set_all(const GgufMetadata& meta) {
     for (const auto& [k, v] : meta.entries()) meta_.set(k, v);
   }
-  void erase(std::string_view key) { meta_.erase(key); }
-  const GgufMetadata& meta() const { return meta_; }
+  void erase(std::string_view key) { meta_.erase(key); }  ///< Removes key if present.
+  const GgufMetadata& meta() const { return meta_; }  ///< The metadata set so far, in the order it is written.
 
   /// Adds a tensor of ggml type id `type`, shape in GGUF order ([row_length, rows, ...], 1 to 4 dims). The
   /// bytes are copied. Error naming the tensor for an unknown type, a bad shape, a row length that is not a

@@ -1,19 +1,20 @@
-// llama.cpp's log-probability file (what `llama-perplexity --kl-divergence-base
-// FILE` writes and `--kl-divergence` reads): the tokens of a perplexity run and,
-// for every scored position, the model's log-softmax compressed to 16 bits.
-//
-//   "_logits_"                         8 bytes
-//   int32 n_ctx, int32 n_vocab, int32 n_chunk
-//   int32 tokens[n_chunk * n_ctx]
-//   per chunk, for its n_ctx - 1 - n_ctx/2 scored positions, one row of
-//   nv = 2 ceil(n_vocab / 2) + 4 uint16:
-//     float scale, float min_log_prob  (the first 4 uint16)
-//     uint16 q[n_vocab]                log p(i) = scale * q[i] + min_log_prob
-//
-// A row keeps the top 16 nats of the logits (lo = max(min logit, max - 16)):
-// q[i] = round((logit_i - lo) / scale), scale = (max - lo) / 65535, q = 0 below lo;
-// min_log_prob is lo's log-probability.  Little-endian, as llama.cpp writes it
-// on every platform it runs on.
+/// \file
+/// llama.cpp's log-probability file (what `llama-perplexity --kl-divergence-base
+/// FILE` writes and `--kl-divergence` reads): the tokens of a perplexity run and,
+/// for every scored position, the model's log-softmax compressed to 16 bits.
+///
+///   "_logits_"                         8 bytes
+///   int32 n_ctx, int32 n_vocab, int32 n_chunk
+///   int32 tokens[n_chunk * n_ctx]
+///   per chunk, for its n_ctx - 1 - n_ctx/2 scored positions, one row of
+///   nv = 2 ceil(n_vocab / 2) + 4 uint16:
+///     float scale, float min_log_prob  (the first 4 uint16)
+///     uint16 q[n_vocab]                log p(i) = scale * q[i] + min_log_prob
+///
+/// A row keeps the top 16 nats of the logits (lo = max(min logit, max - 16)):
+/// q[i] = round((logit_i - lo) / scale), scale = (max - lo) / 65535, q = 0 below lo;
+/// min_log_prob is lo's log-probability.  Little-endian, as llama.cpp writes it
+/// on every platform it runs on.
 #pragma once
 
 #include <algorithm>
@@ -36,13 +37,18 @@ static_assert(std::endian::native == std::endian::little, "the log-probability f
 
 /// Shape facts of a log-probability file.
 struct LogProbLayout {
+  /// n_ctx: tokens per chunk; n_vocab: log-probs per row; n_chunk: number of chunks.
+  ///@{
   int32_t n_ctx = 0, n_vocab = 0, n_chunk = 0;
+  ///@}
 
   /// Scored positions per chunk: the second half, minus the last (it has no successor).
   int64_t rows_per_chunk() const { return n_ctx - 1 - n_ctx / 2; }
   /// uint16 per row: 4 for the two floats, n_vocab rounded up to even.
   int64_t row_width() const { return 2 * ((static_cast<int64_t>(n_vocab) + 1) / 2) + 4; }
+  /// Bytes before the first row: magic, the three counts and the tokens.
   size_t header_bytes() const { return 8 + 3 * 4 + static_cast<size_t>(n_chunk) * static_cast<size_t>(n_ctx) * 4; }
+  /// Size of the whole file: header, then n_chunk * rows_per_chunk rows of row_width uint16.
   size_t file_bytes() const {
     return header_bytes() + static_cast<size_t>(n_chunk) * static_cast<size_t>(rows_per_chunk()) *
                                 static_cast<size_t>(row_width()) * 2;
@@ -51,8 +57,12 @@ struct LogProbLayout {
 
 /// One compressed row: log p(i) for token i.
 struct LogProbRow {
+  /// The row's dequantization: log p(i) = scale * q[i] + min_log_prob.
+  ///@{
   float scale = 0, min_log_prob = 0;
+  ///@}
   std::span<const uint16_t> q;  ///< [n_vocab]
+  /// log p(i) of token i (no range check).
   float log_prob(int32_t i) const { return scale * static_cast<float>(q[static_cast<size_t>(i)]) + min_log_prob; }
 };
 
@@ -60,9 +70,10 @@ struct LogProbRow {
 /// the magic, the sizes or the length do not add up, or a token is out of range.
 class LogProbReader {
  public:
+  /// Maps path and checks the header, the size and every token.
   static LogProbReader open(const std::string& path) { return LogProbReader(std::make_shared<MappedFile>(path)); }
 
-  const LogProbLayout& layout() const { return layout_; }
+  const LogProbLayout& layout() const { return layout_; }  ///< The counts from the header.
   /// All n_chunk * n_ctx tokens.
   std::span<const int32_t> tokens() const { return tokens_; }
   /// Row r (0 .. rows_per_chunk) of chunk c: the log-probs at position n_ctx/2 + r.
@@ -135,6 +146,8 @@ inline double compress_log_probs(std::span<const float> logits, std::span<uint16
 /// when close() finds rows missing.
 class LogProbWriter {
  public:
+  /// Creates path and writes the header with tokens [n_chunk * n_ctx]; Error when the count differs or the
+  /// file cannot be created.
   LogProbWriter(const std::string& path, const LogProbLayout& layout, std::span<const int32_t> tokens)
       : path_(path), layout_(layout), row_(static_cast<size_t>(layout.row_width())) {
     check(static_cast<int64_t>(tokens.size()) == static_cast<int64_t>(layout.n_chunk) * layout.n_ctx, path,
@@ -155,6 +168,7 @@ class LogProbWriter {
     put(row_.data(), row_.size() * 2);
     ++rows_;
   }
+  /// Closes the file; Error when fewer or more rows than the layout's were written, or on an I/O failure.
   void close() {
     const int64_t want = static_cast<int64_t>(layout_.n_chunk) * layout_.rows_per_chunk();
     check(rows_ == want, path_, ": ", rows_, " rows written, the header promises ", want);

@@ -1,6 +1,7 @@
-// Pre-tokenizers of byte-level BPE vocabularies: split text into words before
-// merging, as the model's training regex did. Hand-written scanners over code
-// points (std::regex has no \p{L} and is slow), one per `tokenizer.ggml.pre`.
+/// \file
+/// Pre-tokenizers of byte-level BPE vocabularies: split text into words before
+/// merging, as the model's training regex did. Hand-written scanners over code
+/// points (std::regex has no `\p{L}` and is slow), one per `tokenizer.ggml.pre`.
 #pragma once
 
 #include <string>
@@ -12,6 +13,7 @@
 
 namespace tessera::io {
 
+/// How a byte-level BPE vocabulary splits text into words; each value's regex is in the comment beside it.
 enum class PreTokenizer {
   gpt2,    // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
   smollm,  // every \p{N} alone first, then the gpt2 pattern (SmolLM, StarCoder-style vocabularies)
@@ -20,7 +22,7 @@ enum class PreTokenizer {
 
 /// A pre-tokenizer and how words are merged after it.
 struct PreTokenizerConfig {
-  PreTokenizer kind = PreTokenizer::gpt2;
+  PreTokenizer kind = PreTokenizer::gpt2;  ///< The word split
   bool ignore_merges = false;  ///< a word that is itself a token is emitted whole, unmerged (llama-3 vocabularies)
 };
 

@@ -1,6 +1,7 @@
-// SentencePiece-style BPE (`tokenizer.ggml.model == "llama"`): spaces written
-// as U+2581 '▁', adjacent pieces merged highest score first, and characters the
-// vocabulary lacks spelled as <0xNN> byte tokens.
+/// \file
+/// SentencePiece-style BPE (`tokenizer.ggml.model == "llama"`): spaces written
+/// as U+2581 '▁', adjacent pieces merged highest score first, and characters the
+/// vocabulary lacks spelled as <0xNN> byte tokens.
 #pragma once
 
 #include <array>
@@ -17,6 +18,7 @@
 
 namespace tessera::io {
 
+/// The SentencePiece-style BPE encoder over a vocabulary's scores, and the space and byte-token escapes.
 class SpmModel {
  public:
   static constexpr std::string_view kSpace = "\xE2\x96\x81";  ///< U+2581, SentencePiece's visible space

@@ -1,6 +1,7 @@
-// Text <-> token ids for GGUF vocabularies: GPT-2 byte-level BPE (`gpt2`) and
-// SentencePiece-style BPE (`llama`), with special tokens split out of the text
-// first, and the streaming decoder that emits only complete UTF-8.
+/// \file
+/// Text <-> token ids for GGUF vocabularies: GPT-2 byte-level BPE (`gpt2`) and
+/// SentencePiece-style BPE (`llama`), with special tokens split out of the text
+/// first, and the streaming decoder that emits only complete UTF-8.
 #pragma once
 
 #include <algorithm>
@@ -26,21 +27,29 @@ enum class TokenType : int32_t {
   undefined = 0, normal = 1, unknown = 2, control = 3, user_defined = 4, unused = 5, byte = 6
 };
 
-/// Everything a tokenizer is built from: the `tokenizer.ggml.*` metadata as plain data
-/// (io/tokenizer_gguf.hpp reads it from a GGUF file). Ids are -1 when absent.
+/// Everything a tokenizer is built from, as plain data.
+/// The `tokenizer.ggml.*` metadata (io/tokenizer_gguf.hpp reads it from a GGUF file). Ids are -1 when absent.
 struct TokenizerSpec {
-  std::string model = "gpt2";  // "gpt2": byte-level BPE; "llama": SentencePiece-style BPE
+  std::string model = "gpt2";  ///< "gpt2": byte-level BPE; "llama": SentencePiece-style BPE
   std::string pre = "gpt2";  ///< pre-tokenizer of a gpt2 model (tokenizer.ggml.pre); unused by llama
-  std::vector<std::string> tokens;
+  std::vector<std::string> tokens;  ///< Text of each token id, in the vocabulary's spelling
   std::vector<float> scores;  ///< llama: merge priority of each token (higher first); empty = all 0
   std::vector<int32_t> token_types;  ///< TokenType values; empty = all normal
-  std::vector<std::string> merges;    // gpt2: "left right", in rank order
+  std::vector<std::string> merges;    ///< gpt2: "left right", in rank order
+  /// Special token ids: begin and end of sequence, end of turn, unknown, padding (-1 when absent).
+  ///@{
   int32_t bos = -1, eos = -1, eot = -1, unk = -1, pad = -1;
+  ///@}
+  /// Whether encode with add_special puts BOS first and EOS last.
+  ///@{
   bool add_bos = false, add_eos = false;
+  ///@}
   bool add_space_prefix = false;  ///< llama: a space before the text (and after each special token)
   std::string chat_template;  ///< tokenizer.chat_template, for io/chat_template.hpp
 };
 
+/// Text to token ids and back for one vocabulary (byte-level or SentencePiece-style BPE). Immutable once built
+/// (encoding scratch is thread-local), so threads may share one.
 class Tokenizer {
  public:
   /// Builds the lookup tables: O(vocabulary + merges). Error names an unsupported model or pre-tokenizer, a
@@ -79,13 +88,14 @@ class Tokenizer {
     return t;
   }
 
-  int32_t n_vocab() const { return static_cast<int32_t>(spec_.tokens.size()); }
-  int32_t bos() const { return spec_.bos; }
-  int32_t eos() const { return spec_.eos; }
-  /// End of generation: EOS, EOT and the end-of-turn tokens of common chat formats (<|im_end|>, <|eot_id|>, ...).
+  int32_t n_vocab() const { return static_cast<int32_t>(spec_.tokens.size()); }  ///< Number of tokens.
+  int32_t bos() const { return spec_.bos; }  ///< Begin-of-sequence id, or -1.
+  int32_t eos() const { return spec_.eos; }  ///< End-of-sequence id, or -1.
+  /// End of generation: EOS, EOT and the end-of-turn tokens of common chat formats (`<|im_end|>`, `<|eot_id|>`, ...).
   bool is_eog(int32_t id) const { return std::find(eog_.begin(), eog_.end(), id) != eog_.end(); }
+  /// The token's type (end-of-turn tokens count as control); Error for an id outside the vocabulary.
   TokenType type(int32_t id) const { return types_.at(checked(id)); }
-  const TokenizerSpec& spec() const { return spec_; }
+  const TokenizerSpec& spec() const { return spec_; }  ///< The spec the tokenizer was built from.
 
   /// Token ids of text. add_special: BOS/EOS as the spec asks. parse_special: text such as "<|im_start|>"
   /// becomes its control token; otherwise only user-defined tokens are split out and control-token text is
@@ -203,7 +213,7 @@ class Tokenizer {
 /// space prefix is dropped, since a stream continues a prompt.
 class StreamDecoder {
  public:
-  explicit StreamDecoder(const Tokenizer& tok) : tok_(&tok) {}
+  explicit StreamDecoder(const Tokenizer& tok) : tok_(&tok) {}  ///< Decodes with tok, which must outlive the decoder.
   /// Text that is complete after this token (possibly empty).
   std::string push(int32_t id) {
     pending_ += tok_->token_to_piece(id);

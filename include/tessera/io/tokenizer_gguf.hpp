@@ -1,5 +1,6 @@
-// TokenizerSpec from a GGUF file's tokenizer.* metadata; kept apart so the
-// tokenizer itself does not depend on the GGUF reader.
+/// \file
+/// TokenizerSpec from a GGUF file's tokenizer.* metadata; kept apart so the
+/// tokenizer itself does not depend on the GGUF reader.
 #pragma once
 
 #include <algorithm>

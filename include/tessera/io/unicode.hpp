@@ -1,5 +1,6 @@
-// UTF-8 decoding and the character classes the pre-tokenizers need
-// (\p{L} letters, \p{N} numbers, \s white space), from generated range tables.
+/// \file
+/// UTF-8 decoding and the character classes the pre-tokenizers need
+/// (`\p{L}` letters, `\p{N}` numbers, `\s` white space), from generated range tables.
 #pragma once
 
 #include <algorithm>
@@ -20,14 +21,17 @@ inline bool in_ranges(std::span<const CodeRange> table, uint32_t cp) {
 }
 }  // namespace detail
 
+/// Whether cp is a letter (Unicode category L, the regex class `\p{L}`).
 inline bool is_letter(uint32_t cp) {
   if (cp < 128) return (cp | 32) - 'a' < 26;
   return detail::in_ranges(detail::kLetters, cp);
 }
+/// Whether cp is a number (Unicode category N, the regex class `\p{N}`).
 inline bool is_number(uint32_t cp) {
   if (cp < 128) return cp - '0' < 10;
   return detail::in_ranges(detail::kNumbers, cp);
 }
+/// Whether cp is white space (the regex class `\s`: tab to carriage return, space, and the Unicode spaces).
 inline bool is_space(uint32_t cp) {
   if (cp < 128) return cp == ' ' || (cp >= '\t' && cp <= '\r');
   return detail::in_ranges(detail::kSpaces, cp);
@@ -44,8 +48,11 @@ inline int utf8_length(unsigned char b) {
 
 /// A code point and the bytes it came from.
 struct CodePoint {
-  uint32_t cp;
-  uint32_t offset, length;  ///< in the source bytes
+  uint32_t cp;  ///< The code point (U+FFFD for a malformed byte)
+  /// Byte offset and byte length in the source text.
+  ///@{
+  uint32_t offset, length;
+  ///@}
 };
 
 /// Decodes text; malformed bytes become U+FFFD of length 1, so every byte belongs to exactly one unit.
@@ -69,6 +76,7 @@ inline std::vector<CodePoint> decode_utf8(std::string_view s) {
   return out;
 }
 
+/// Appends the 1 to 4 byte UTF-8 encoding of cp to out (no check for surrogates or cp above U+10FFFF).
 inline void append_utf8(std::string& out, uint32_t cp) {
   if (cp < 0x80) {
     out += static_cast<char>(cp);

@@ -1,8 +1,9 @@
-// Caches that keep each layer's K and V as one run of rows:
-//   StaticKvCache   preallocated to its maximum length; appends never allocate.
-//   GrowingKvCache  starts small and doubles its capacity when full, copying
-//                   the rows (amortised O(1) per appended position); memory
-//                   follows the conversation instead of the worst case.
+/// \file
+/// Caches that keep each layer's K and V as one run of rows:
+///   StaticKvCache   preallocated to its maximum length; appends never allocate.
+///   GrowingKvCache  starts small and doubles its capacity when full, copying
+///                   the rows (amortised O(1) per appended position); memory
+///                   follows the conversation instead of the worst case.
 #pragma once
 
 #include <algorithm>
@@ -11,6 +12,10 @@
 
 namespace tessera::kv {
 
+/// Each layer's K and V as one run of `capacity()` rows, laid out
+/// [layer][K, V][capacity][row]; attention reads one segment per layer. With
+/// set_growable() a full cache doubles its capacity (up to max_positions())
+/// instead of failing. Base of StaticKvCache and GrowingKvCache.
 class ContiguousKvCache : public KvCache {
  public:
   /// Holds up to max_positions; allocates `capacity` positions now (<= max).
@@ -20,13 +25,14 @@ class ContiguousKvCache : public KvCache {
           " of at most ", max_positions, " positions");
     reallocate(capacity);
   }
+  /// A deep copy of the rows (what fork() returns).
   ContiguousKvCache(const ContiguousKvCache& o) : KvCache(o), max_(o.max_), growable_(o.growable_) {
     reallocate(o.cap_);
     if (cap_) std::memcpy(buf_.data(), o.buf_.data(), buf_.size());
   }
 
   int64_t max_positions() const override { return max_; }
-  int64_t capacity() const { return cap_; }
+  int64_t capacity() const { return cap_; }  ///< Positions allocated now (<= max_positions()).
   std::string describe() const override {
     return std::string(growable_ ? "growing" : "static") + " (" + kv_type_name(layout_.type) + ", " +
            std::to_string(cap_) + " of " + std::to_string(max_) + " positions allocated)";
@@ -38,7 +44,7 @@ class ContiguousKvCache : public KvCache {
   size_t max_segments() const override { return 1; }
 
  protected:
-  void set_growable() { growable_ = true; }
+  void set_growable() { growable_ = true; }  ///< Lets prepare() grow the buffer (copying the rows) rather than fail.
   void prepare(int64_t n) override {
     if (n_ + n <= cap_) return;
     check(growable_, "KV cache: ", n_, " + ", n, " positions exceed the static capacity ", cap_);
@@ -77,6 +83,7 @@ class ContiguousKvCache : public KvCache {
 /// Preallocated to max_positions.
 class StaticKvCache : public ContiguousKvCache {
  public:
+  /// Allocates all max_positions now; an append past them throws Error.
   StaticKvCache(const KvLayout& layout, int64_t max_positions)
       : ContiguousKvCache(layout, max_positions, max_positions) {}
 };
@@ -84,6 +91,7 @@ class StaticKvCache : public ContiguousKvCache {
 /// Starts at `initial` positions (at most max_positions) and doubles when full.
 class GrowingKvCache : public ContiguousKvCache {
  public:
+  /// Allocates min(initial, max_positions) positions now.
   GrowingKvCache(const KvLayout& layout, int64_t max_positions, int64_t initial = 256)
       : ContiguousKvCache(layout, max_positions, std::min(initial, max_positions)) {
     set_growable();

@@ -1,5 +1,6 @@
-// Every KV cache, and a factory from a short text spec:
-//   "static" | "growing" | "sliding:W" | "paged:B"   with a type f32 | f16 | q8_0.
+/// \file
+/// Every KV cache, and a factory from a short text spec:
+///   "static" | "growing" | "sliding:W" | "paged:B"   with a type f32 | f16 | q8_0.
 #pragma once
 
 #include <charconv>
@@ -13,14 +14,17 @@
 
 namespace tessera::kv {
 
+/// A parsed cache spec: which cache make_kv_cache builds, its size parameter and storage type.
 struct KvSpec {
+  /// The cache class: StaticKvCache, GrowingKvCache, SlidingKvCache or PagedKvCache.
   enum class Kind : uint8_t { static_, growing, sliding, paged };
-  Kind kind = Kind::static_;
+  Kind kind = Kind::static_;  ///< Which cache to build.
   int64_t param = 0;  ///< sliding: window; paged: block size
   /// Storage type.  Unset: the layout's type (make_kv_cache) or f32 (LlamaContext).
   std::optional<KvType> type;
 };
 
+/// Parses a storage type name: "f32", "f16" or "q8_0". Throws Error for any other.
 inline KvType parse_kv_type(std::string_view s) {
   if (s == "f32") return KvType::f32;
   if (s == "f16") return KvType::f16;

@@ -1,28 +1,29 @@
-// The KV-cache interface every cache implements and the llama context uses:
-//
-//   begin_append(n)    make room for positions [size, size + n) (may allocate:
-//                      growing, paged; copy-on-write of shared paged blocks)
-//   positions()        those positions, for RoPE
-//   write(l, k, v)     store layer l's K/V rows for those positions, converted
-//                      to the storage type (f32, f16, q8_0)
-//   source(l)          what attention reads for layer l: segments of rows
-//                      (nn::attention(q, cache, l, ...) reads it for you)
-//   end_append()       the positions become part of the cache
-//
-// kv::Append does begin/end for a scope and cancels on an exception:
-//
-//   kv::Append app(cache, n);
-//   nn::rope(q, app.positions(), rope);  nn::rope(k, app.positions(), rope);
-//   cache.write(l, k, v);
-//   nn::attention(q, cache, l, params, out, ws);   // query positions from the cache
-//   app.commit();
-//   truncate(n)        forget positions >= n (speculation rollback, new turn)
-//   fork()             an independent cache with the same contents (beams,
-//                      shared prefixes); paged forks share blocks until written
-//   memory()           bytes holding tokens, bytes reserved
-//
-// Positions are absolute: a sliding ring keeps the RoPE'd keys of the last W
-// positions, so nothing is re-rotated when old ones fall out.
+/// \file
+/// The KV-cache interface every cache implements and the llama context uses:
+///
+///   begin_append(n)    make room for positions [size, size + n) (may allocate:
+///                      growing, paged; copy-on-write of shared paged blocks)
+///   positions()        those positions, for RoPE
+///   write(l, k, v)     store layer l's K/V rows for those positions, converted
+///                      to the storage type (f32, f16, q8_0)
+///   source(l)          what attention reads for layer l: segments of rows
+///                      (nn::attention(q, cache, l, ...) reads it for you)
+///   end_append()       the positions become part of the cache
+///
+/// kv::Append does begin/end for a scope and cancels on an exception:
+///
+///   kv::Append app(cache, n);
+///   nn::rope(q, app.positions(), rope);  nn::rope(k, app.positions(), rope);
+///   cache.write(l, k, v);
+///   nn::attention(q, cache, l, params, out, ws);   // query positions from the cache
+///   app.commit();
+///   truncate(n)        forget positions >= n (speculation rollback, new turn)
+///   fork()             an independent cache with the same contents (beams,
+///                      shared prefixes); paged forks share blocks until written
+///   memory()           bytes holding tokens, bytes reserved
+///
+/// Positions are absolute: a sliding ring keeps the RoPE'd keys of the last W
+/// positions, so nothing is re-rotated when old ones fall out.
 #pragma once
 
 #include <cstring>
@@ -41,11 +42,14 @@ namespace tessera::kv {
 
 /// What one cache stores: n_layers × {K, V} × positions × [n_kv_heads, head_dim].
 struct KvLayout {
-  int n_layers = 0;
+  int n_layers = 0;  ///< Transformer layers, each with its own K and V.
+  ///@{
+  /// K/V heads per position (fewer than query heads under GQA) and values per head.
   int64_t n_kv_heads = 0, head_dim = 0;
-  KvType type = KvType::f32;
+  ///@}
+  KvType type = KvType::f32;  ///< Storage type of the rows (f32, f16 or q8_0).
 
-  int64_t kv_dim() const { return n_kv_heads * head_dim; }
+  int64_t kv_dim() const { return n_kv_heads * head_dim; }  ///< Values in one position's K (or V) row: n_kv_heads * head_dim.
   /// The same layout stored as t.
   KvLayout with_type(KvType t) const {
     KvLayout l = *this;
@@ -56,6 +60,7 @@ struct KvLayout {
   size_t row_bytes() const { return kv_bytes(type, kv_dim()); }
   /// 2 · layers · kv_heads · head_dim · bytes per value.
   size_t bytes_per_token() const { return 2 * static_cast<size_t>(n_layers) * row_bytes(); }
+  /// Throws Error unless every size is positive and, for q8_0, head_dim is a multiple of 32.
   void validate() const {
     check(n_layers > 0 && n_kv_heads > 0 && head_dim > 0, "KV layout: ", n_layers, " layers, ", n_kv_heads,
           " heads of ", head_dim, " dims");
@@ -63,6 +68,7 @@ struct KvLayout {
   }
 };
 
+/// Bytes a cache (or a block pool) holds: in use and allocated.
 struct KvMemory {
   size_t used = 0;  ///< bytes holding this cache's positions
   size_t reserved = 0;  ///< bytes allocated for it (paged: its blocks; the pool reports its own total)
@@ -84,14 +90,19 @@ inline void store_row(KvType t, const float* src, int64_t n, std::byte* dst) {
   }
 }
 
+/// Base of every KV cache: the append protocol (begin_append, write, end_append,
+/// or a kv::Append scope), source() for attention, truncate and fork. Subclasses
+/// decide where rows live through prepare, slot, segments and shrink.
 class KvCache {
  public:
+  /// An empty cache of this layout. Throws Error for an invalid layout (KvLayout::validate).
   explicit KvCache(const KvLayout& layout) : layout_(layout) { layout_.validate(); }
   virtual ~KvCache() = default;
+  /// Copies the bookkeeping (layout, size, open append); subclasses copy their rows to fork().
   KvCache(const KvCache&) = default;
   KvCache& operator=(const KvCache&) = delete;
 
-  const KvLayout& layout() const { return layout_; }
+  const KvLayout& layout() const { return layout_; }  ///< What the cache stores: layers, heads, head_dim, type.
   /// Positions stored; the next append starts here.
   int64_t size() const { return n_; }
   /// Positions appended in the current (unfinished) append.
@@ -102,6 +113,7 @@ class KvCache {
   virtual int64_t window() const { return 0; }
   /// Largest n one begin_append accepts.
   virtual int64_t max_append() const { return max_positions() - n_; }
+  /// One line for logs: the kind, storage type and sizes.
   virtual std::string describe() const = 0;
 
   /// Makes room for positions [size(), size() + n).  Error when they do not fit.
@@ -132,6 +144,7 @@ class KvCache {
       store_row(layout_.type, &v(i, 0), v.dim(1), slot(layer, n_ + i, true));
     }
   }
+  /// Makes the open append's positions part of the cache: size() grows by pending().
   void end_append() {
     n_ += pending_;
     pending_ = 0;
@@ -162,20 +175,35 @@ class KvCache {
     shrink(n);
     n_ = n;
   }
+  /// Forgets every position: truncate(0).
   void reset() { truncate(0); }
+  /// An independent cache with the same contents (beams, shared prefixes).
+  /// Contiguous and sliding caches copy their rows; paged forks share blocks until one side writes.
   virtual std::unique_ptr<KvCache> fork() const = 0;
+  /// Bytes holding this cache's positions, and bytes reserved for it.
   virtual KvMemory memory() const = 0;
   /// Most segments source() returns (to reserve the caller's buffer).
   virtual size_t max_segments() const = 0;
 
  protected:
+  /// Makes slots for positions [size(), size() + n) writable (allocating, or
+  /// copying a shared block). Called by begin_append after its checks; on a
+  /// throw the stored positions must stay as they were.
   virtual void prepare(int64_t n) = 0;
+  /// Storage of one row (layout().row_bytes() bytes) of position pos in layer `layer`:
+  /// its V row if is_v, else its K row. Valid for positions prepare() made room for.
   virtual std::byte* slot(int layer, int64_t pos, bool is_v) = 0;
+  /// Appends to out the segments holding layer `layer`'s kept positions below end.
   virtual void segments(int layer, int64_t end, std::vector<KvSegment>& out) const = 0;
+  /// Drops storage of positions >= n (truncate, cancel_append); called before size()
+  /// changes. May throw Error when the rows n needs are gone (sliding ring). Default: nothing.
   virtual void shrink(int64_t n) { (void)n; }
 
-  KvLayout layout_;
+  KvLayout layout_;  ///< The layout, validated.
+  ///@{
+  /// Positions stored (size()) and positions of the open append (pending()).
   int64_t n_ = 0, pending_ = 0;
+  ///@}
 
  private:
   std::vector<int32_t> positions_;
@@ -187,6 +215,7 @@ class KvCache {
 /// exception mid-forward) cancels, so the cache keeps exactly what it had.
 class Append {
  public:
+  /// Opens an append of n positions on cache (begin_append; throws as it does).
   Append(KvCache& cache, int64_t n) : cache_(&cache) { cache.begin_append(n); }
   Append(const Append&) = delete;
   Append& operator=(const Append&) = delete;
@@ -197,6 +226,7 @@ class Append {
   int64_t pos0() const { return cache_->size(); }
   /// The new positions [pos0, pos0 + n), for RoPE.
   std::span<const int32_t> positions() const { return cache_->positions(); }
+  /// Makes the positions part of the cache (end_append). Throws Error when called twice.
   void commit() {
     check(cache_ != nullptr, "kv::Append: commit() twice");
     cache_->end_append();

@@ -1,13 +1,14 @@
-// Paged KV cache (vLLM's design): memory is a pool of fixed-size blocks of B
-// positions (all layers, K and V); each sequence owns a block table mapping
-// position p to block table[p / B], row p % B.  Sequences take blocks as they
-// grow and return them when they finish or roll back, so many sequences of
-// unknown length share one preallocated pool with waste under one block each.
-// fork() copies the table and shares the blocks (reference counts); the first
-// write into a shared block copies it (copy-on-write), so a common prompt
-// prefix is stored once for any number of continuations.
-//
-// A pool and its caches are used from one thread (the scheduler's).
+/// \file
+/// Paged KV cache (vLLM's design): memory is a pool of fixed-size blocks of B
+/// positions (all layers, K and V); each sequence owns a block table mapping
+/// position p to block table[p / B], row p % B.  Sequences take blocks as they
+/// grow and return them when they finish or roll back, so many sequences of
+/// unknown length share one preallocated pool with waste under one block each.
+/// fork() copies the table and shares the blocks (reference counts); the first
+/// write into a shared block copies it (copy-on-write), so a common prompt
+/// prefix is stored once for any number of continuations.
+///
+/// A pool and its caches are used from one thread (the scheduler's).
 #pragma once
 
 #include <algorithm>
@@ -18,6 +19,9 @@
 
 namespace tessera::kv {
 
+/// The shared store of a set of PagedKvCache sequences: n_blocks() blocks of
+/// block_size() positions (every layer's K and V), each with a reference count;
+/// a block returns to the free list when its count drops to 0.
 class KvBlockPool {
  public:
   /// n_blocks blocks of block_size positions each, allocated now.
@@ -32,12 +36,13 @@ class KvBlockPool {
   KvBlockPool(const KvBlockPool&) = delete;
   KvBlockPool& operator=(const KvBlockPool&) = delete;
 
-  const KvLayout& layout() const { return layout_; }
-  int64_t block_size() const { return block_; }
-  int64_t n_blocks() const { return static_cast<int64_t>(refs_.size()); }
-  int64_t n_free() const { return static_cast<int64_t>(free_.size()); }
-  size_t block_bytes() const { return static_cast<size_t>(block_) * layout_.bytes_per_token(); }
-  int refs(int32_t b) const { return refs_[static_cast<size_t>(b)]; }
+  const KvLayout& layout() const { return layout_; }  ///< What every block stores (the caches' layout).
+  int64_t block_size() const { return block_; }  ///< Positions per block (B).
+  int64_t n_blocks() const { return static_cast<int64_t>(refs_.size()); }  ///< Blocks in the pool, free or not.
+  int64_t n_free() const { return static_cast<int64_t>(free_.size()); }  ///< Blocks no cache holds.
+  size_t block_bytes() const { return static_cast<size_t>(block_) * layout_.bytes_per_token(); }  ///< Bytes of one block: block_size() positions, all layers, K and V.
+  int refs(int32_t b) const { return refs_[static_cast<size_t>(b)]; }  ///< Caches holding block b (0: free).
+  /// Bytes of the blocks in use, and of the whole pool.
   KvMemory memory() const {
     return {static_cast<size_t>(n_blocks() - n_free()) * block_bytes(), buf_.size()};
   }
@@ -50,7 +55,8 @@ class KvBlockPool {
     refs_[static_cast<size_t>(b)] = 1;
     return b;
   }
-  void retain(int32_t b) { ++refs_[static_cast<size_t>(b)]; }
+  void retain(int32_t b) { ++refs_[static_cast<size_t>(b)]; }  ///< Adds a reference to block b (a fork sharing it).
+  /// Drops a reference to block b; at zero the block is free again.
   void release(int32_t b) {
     if (--refs_[static_cast<size_t>(b)] == 0) free_.push_back(b);
   }
@@ -78,8 +84,14 @@ class KvBlockPool {
   AlignedBuffer buf_;
 };
 
+/// One sequence's cache over a shared KvBlockPool: a block table maps
+/// position p to row p % B of block table[p / B]; blocks are taken as the
+/// sequence grows, returned on truncate and destruction, and shared by forks
+/// until written (copy-on-write). See the file comment.
 class PagedKvCache : public KvCache {
  public:
+  /// A sequence of at most max_positions drawing blocks from pool (shared with
+  /// other caches); holds no block until its first append.
   PagedKvCache(std::shared_ptr<KvBlockPool> pool, int64_t max_positions)
       : KvCache(pool->layout()), pool_(std::move(pool)), max_(max_positions) {
     check(max_positions > 0, "paged KV cache: max_positions ", max_positions);
@@ -94,8 +106,8 @@ class PagedKvCache : public KvCache {
     for (int32_t b : table_) pool_->release(b);
   }
 
-  const KvBlockPool& pool() const { return *pool_; }
-  std::span<const int32_t> block_table() const { return table_; }
+  const KvBlockPool& pool() const { return *pool_; }  ///< The pool its blocks come from.
+  std::span<const int32_t> block_table() const { return table_; }  ///< Block of each run of B positions: entry i holds [i B, (i + 1) B).
   int64_t max_positions() const override { return max_; }
   std::string describe() const override {
     return "paged (" + std::string(kv_type_name(layout_.type)) + ", blocks of " + std::to_string(pool_->block_size()) +

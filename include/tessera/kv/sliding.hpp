@@ -1,8 +1,9 @@
-// A ring buffer of the last positions: attention sees a window of W (the mask
-// sliding(W)); the ring holds W + max_batch positions so that a prefill batch
-// never overwrites keys its own earlier queries still need.  Memory is
-// O(W + batch) for any conversation length; keys keep their absolute RoPE
-// positions, so nothing is re-rotated as old positions fall out.
+/// \file
+/// A ring buffer of the last positions: attention sees a window of W (the mask
+/// sliding(W)); the ring holds W + max_batch positions so that a prefill batch
+/// never overwrites keys its own earlier queries still need.  Memory is
+/// O(W + batch) for any conversation length; keys keep their absolute RoPE
+/// positions, so nothing is re-rotated as old positions fall out.
 #pragma once
 
 #include <algorithm>
@@ -12,6 +13,8 @@
 
 namespace tessera::kv {
 
+/// A ring of window + max_batch slots per layer, K and V: attention sees the
+/// last `window()` positions; appends never allocate. See the file comment.
 class SlidingKvCache : public KvCache {
  public:
   /// window: positions each query sees (itself included); max_batch: most positions per append.
@@ -21,6 +24,7 @@ class SlidingKvCache : public KvCache {
     check(window > 0 && max_batch > 0, "sliding KV cache: window ", window, ", batch ", max_batch);
     buf_ = AlignedBuffer(static_cast<size_t>(ring_) * layout_.bytes_per_token());
   }
+  /// A deep copy of the ring (what fork() returns).
   SlidingKvCache(const SlidingKvCache& o)
       : KvCache(o), window_(o.window_), batch_(o.batch_), ring_(o.ring_), max_(o.max_), floor_(o.floor_),
         buf_(o.buf_.size()) {

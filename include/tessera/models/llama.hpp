@@ -1,10 +1,11 @@
-// The llama-family decoder: weights bound in place from a GGUF file, and a
-// context (KV cache + activations) that runs the forward pass.
-//
-//   x = embed(tokens)
-//   for each layer:  x = x + Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
-//                    x = x + Wdown · (silu(Wgate·norm(x)) * Wup·norm(x))
-//   logits = Wout · norm(x)
+/// \file
+/// The llama-family decoder: weights bound in place from a GGUF file, and a
+/// context (KV cache + activations) that runs the forward pass.
+///
+///   x = embed(tokens)
+///   for each layer:  x = x + Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
+///                    x = x + Wdown · (silu(Wgate·norm(x)) * Wup·norm(x))
+///   logits = Wout · norm(x)
 #pragma once
 
 #include <memory>
@@ -18,10 +19,20 @@
 
 namespace tessera::models {
 
+/// One decoder block's weights, views into the model's mapped file (blk.N.* tensors).
 struct LlamaLayer {
-  std::span<const float> attn_norm, ffn_norm;  ///< [n_embd]
-  nn::Weight wq, wk, wv, wo;  ///< [q_dim, n_embd], [kv_dim, n_embd] x2, [n_embd, q_dim]
-  nn::Weight w_gate, w_up, w_down;  ///< [n_ff, n_embd] x2, [n_embd, n_ff]
+  ///@{
+  /// RMSNorm scales before attention and before the feed-forward block, [n_embd] each.
+  std::span<const float> attn_norm, ffn_norm;
+  ///@}
+  ///@{
+  /// Attention projections: wq [q_dim, n_embd], wk and wv [kv_dim, n_embd], wo [n_embd, q_dim].
+  nn::Weight wq, wk, wv, wo;
+  ///@}
+  ///@{
+  /// SwiGLU feed-forward: w_gate and w_up [n_ff, n_embd], w_down [n_embd, n_ff].
+  nn::Weight w_gate, w_up, w_down;
+  ///@}
 };
 
 /// A loaded model: the mapped file, its config and weight views into it. Immutable; share it between contexts.
@@ -31,6 +42,8 @@ class LlamaModel {
   static std::shared_ptr<const LlamaModel> load(const std::string& path) {
     return std::shared_ptr<const LlamaModel>(new LlamaModel(io::GgufFile::open(path)));
   }
+  /// Binds the weights of an opened file (load() does this behind a shared_ptr).
+  /// Error names an unsupported config, a missing tensor or one of the wrong shape or type.
   explicit LlamaModel(io::GgufFile file) : file_(std::move(file)), config_(LlamaConfig::from_gguf(file_.meta())) {
     const LlamaConfig& c = config_;
     token_embd_ = weight("token_embd.weight", -1, c.n_embd);
@@ -47,11 +60,17 @@ class LlamaModel {
     }
   }
 
+  /// Hyper-parameters, n_vocab taken from the embedding table.
   const LlamaConfig& config() const { return config_; }
+  /// The mapped GGUF file every weight points into (metadata, tokenizer).
   const io::GgufFile& file() const { return file_; }
+  /// Token embedding table [n_vocab, n_embd].
   const nn::Weight& token_embd() const { return token_embd_; }
+  /// Output projection to logits [n_vocab, n_embd]; the embedding table when the file has no output.weight (tied).
   const nn::Weight& output() const { return output_; }
+  /// Final RMSNorm scale [n_embd], applied before the output projection.
   std::span<const float> output_norm() const { return output_norm_; }
+  /// The n_layers decoder blocks, in order.
   const std::vector<LlamaLayer>& layers() const { return layers_; }
   /// Bytes of weights one decode step reads (every matrix once, plus the norms).
   size_t weight_bytes_per_token() const {

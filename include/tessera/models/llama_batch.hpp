@@ -1,19 +1,20 @@
-// One forward pass over the tokens of many sequences: the batched step of a
-// serving loop or of beam search. Every sequence brings its own KV cache
-// (its own, or PagedKvCaches on one shared KvBlockPool) and its tokens (a
-// prompt chunk or one decode token; mixed freely). The linear layers run once
-// over all rows, so the weights are read once per step for every sequence;
-// attention runs per sequence over its own cache.
-//
-//   rows      the sequences' tokens, concatenated in order: [T, n_embd]
-//   per layer rms_norm, Q/K/V over all T rows, RoPE at each row's own position,
-//             each sequence's K/V rows into its cache, attention per sequence,
-//             Wo, residual, the feed-forward over all rows
-//   logits    only for the sequences that ask (their last row)
-//
-// A step of at most backend::kDecodeExactRows rows carries decode's exact
-// bits: N sequences decoding together give exactly the logits each would
-// alone.
+/// \file
+/// One forward pass over the tokens of many sequences: the batched step of a
+/// serving loop or of beam search. Every sequence brings its own KV cache
+/// (its own, or PagedKvCaches on one shared KvBlockPool) and its tokens (a
+/// prompt chunk or one decode token; mixed freely). The linear layers run once
+/// over all rows, so the weights are read once per step for every sequence;
+/// attention runs per sequence over its own cache.
+///
+///   rows      the sequences' tokens, concatenated in order: [T, n_embd]
+///   per layer rms_norm, Q/K/V over all T rows, RoPE at each row's own position,
+///             each sequence's K/V rows into its cache, attention per sequence,
+///             Wo, residual, the feed-forward over all rows
+///   logits    only for the sequences that ask (their last row)
+///
+/// A step of at most backend::kDecodeExactRows rows carries decode's exact
+/// bits: N sequences decoding together give exactly the logits each would
+/// alone.
 #pragma once
 
 #include <algorithm>
@@ -30,14 +31,15 @@ namespace tessera::models {
 
 /// One sequence's part of a batched step: tokens appended to its cache at cache->size().
 struct BatchSeq {
-  kv::KvCache* cache = nullptr;
-  std::span<const int32_t> tokens;
+  kv::KvCache* cache = nullptr;  ///< the sequence's cache (not owned); at most one entry per cache in a step
+  std::span<const int32_t> tokens;  ///< tokens to append (a prompt chunk or one decode token); not empty
   bool logits = true;  ///< the logits after its last token are wanted
 };
 
 /// Buffers for steps of up to max_tokens rows over one model, allocated once.
 class LlamaBatch {
  public:
+  /// Allocates activations and logits for steps of up to max_tokens rows; Error unless max_tokens > 0.
   LlamaBatch(std::shared_ptr<const LlamaModel> model, int max_tokens)
       : model_(std::move(model)), c_(model_->config()), max_tokens_(max_tokens) {
     check(max_tokens > 0, "LlamaBatch: max_tokens ", max_tokens);
@@ -48,7 +50,9 @@ class LlamaBatch {
     pos_.reserve(static_cast<size_t>(max_tokens));
   }
 
+  /// The model every step runs.
   const LlamaModel& model() const { return *model_; }
+  /// Most rows (tokens over all sequences) one eval() takes.
   int max_tokens() const { return max_tokens_; }
 
   /// One forward pass over every sequence's tokens.  Returns the logits

@@ -1,5 +1,6 @@
-// The llama-family decoder's hyper-parameters, read from GGUF metadata
-// (`<arch>.block_count`, `<arch>.attention.head_count`, ...).
+/// \file
+/// The llama-family decoder's hyper-parameters, read from GGUF metadata
+/// (`<arch>.block_count`, `<arch>.attention.head_count`, ...).
 #pragma once
 
 #include <string>
@@ -10,20 +11,23 @@
 
 namespace tessera::models {
 
+/// Hyper-parameters of a llama-family decoder (llama, mistral); see from_gguf().
 struct LlamaConfig {
   std::string arch;  ///< general.architecture
-  int n_layers = 0;
+  int n_layers = 0;  ///< decoder blocks
   int n_embd = 0;  ///< residual stream width
-  int n_heads = 0;
+  int n_heads = 0;  ///< query heads
   int n_kv_heads = 0;  ///< < n_heads: grouped-query attention
-  int head_dim = 0;
+  int head_dim = 0;  ///< values per head (attention.key_length, else n_embd / n_heads)
   int n_ff = 0;  ///< SwiGLU hidden width
-  int n_vocab = 0;
+  int n_vocab = 0;  ///< vocabulary size; from_gguf() leaves 0, LlamaModel sets it from the embedding table
   int n_ctx_train = 0;  ///< context length the model was trained for
-  float rms_eps = 1e-5f;
-  RopeParams rope;
+  float rms_eps = 1e-5f;  ///< epsilon of every RMSNorm
+  RopeParams rope;  ///< rotary embedding of Q and K (interleaved pairs, optional linear / YaRN scaling)
 
+  /// Width of all query heads together: n_heads * head_dim.
   int q_dim() const { return n_heads * head_dim; }
+  /// Width of all KV heads together: n_kv_heads * head_dim.
   int kv_dim() const { return n_kv_heads * head_dim; }
 
   /// Reads and validates the config. Error names an unsupported architecture or a missing/invalid key.

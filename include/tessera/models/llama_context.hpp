@@ -1,7 +1,8 @@
-// One running sequence of a llama model: its KV cache (any kv/ cache: static,
-// growing, sliding ring or paged; f32, f16 or q8_0) and every activation
-// buffer, all sized at construction so that eval() allocates nothing (a
-// growing cache reallocates when it doubles; a paged one takes pool blocks).
+/// \file
+/// One running sequence of a llama model: its KV cache (any kv/ cache: static,
+/// growing, sliding ring or paged; f32, f16 or q8_0) and every activation
+/// buffer, all sized at construction so that eval() allocates nothing (a
+/// growing cache reallocates when it doubles; a paged one takes pool blocks).
 #pragma once
 
 #include <omp.h>
@@ -21,6 +22,8 @@
 
 namespace tessera::models {
 
+/// One sequence running on a shared LlamaModel: its KV cache, activations and logits.
+/// Movable, not copyable (fork() makes an independent copy); not thread-safe.
 class LlamaContext {
  public:
   /// n_ctx: most positions (0: the training context, at most 4096); n_batch: tokens per forward pass;
@@ -59,8 +62,11 @@ class LlamaContext {
   /// An independent context continuing from the same cache contents (paged: shared blocks, copy on write).
   LlamaContext fork() const { return LlamaContext(*this, kv_->fork()); }
 
+  /// The model this context runs.
   const LlamaModel& model() const { return *model_; }
+  /// Most positions the context holds; eval() past it is an Error.
   int n_ctx() const { return n_ctx_; }
+  /// Tokens per forward pass: longer inputs run as several passes.
   int n_batch() const { return n_batch_; }
   /// Layers each forward pass runs (all, unless an early-exit draft).
   int n_layers() const { return n_layers_; }
@@ -68,7 +74,9 @@ class LlamaContext {
   int n_past() const { return static_cast<int>(kv_->size()); }
   /// Forgets everything after position n (n <= n_past): rollback for speculation or a new turn.
   void truncate(int n) { kv_->truncate(n); }
+  /// Forgets every token (truncate(0)); buffers stay allocated.
   void reset() { truncate(0); }
+  /// The KV cache, read-only (its size, memory, layout).
   const kv::KvCache& kv_cache() const { return *kv_; }
   /// KV cache bytes reserved (see kv::KvCache::memory for used bytes).
   size_t kv_bytes() const { return kv_->memory().reserved; }

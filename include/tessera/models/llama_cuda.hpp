@@ -1,21 +1,22 @@
-// One running sequence of a llama model on a GPU: the weights uploaded once in
-// their GGUF types, the KV cache on the device (f16 or q8_0; contiguous or
-// paged through a block table), every activation buffer and workspace sized at
-// construction, and the decode step captured once as a CUDA graph and replayed.
-// The same public shape as LlamaContext (eval(tokens) -> logits of the last
-// token), so runtime::generate and the samplers run it unchanged; greedy
-// decoding takes the argmax on the device and downloads 4 bytes a step.
-//
-// Needs the tessera::cuda library (-DTESSERA_CUDA=ON or -DTESSERA_HIP=ON).
-// The forward pass is LlamaContext's, kernel for kernel: embedding, per layer
-// rms_norm, Q|K|V projection, RoPE, K/V stored into the cache, attention,
-// output projection + residual, rms_norm, gate|up projection, SwiGLU, down
-// projection + residual; then the output norm and head on the last row.
-//   decode (1 token):  GEMV (M = 1, int8 activations for quantized weights),
-//                      flash-decoding over the cache;
-//   2..8 tokens:       GEMV with M = T;
-//   prefill (> 8):     dequantize-to-bf16 GEMM, flash attention over the cache
-//                      (f16 cache) or per-row flash-decoding (q8_0 cache).
+/// \file
+/// One running sequence of a llama model on a GPU: the weights uploaded once in
+/// their GGUF types, the KV cache on the device (f16 or q8_0; contiguous or
+/// paged through a block table), every activation buffer and workspace sized at
+/// construction, and the decode step captured once as a CUDA graph and replayed.
+/// The same public shape as LlamaContext (eval(tokens) -> logits of the last
+/// token), so runtime::generate and the samplers run it unchanged; greedy
+/// decoding takes the argmax on the device and downloads 4 bytes a step.
+///
+/// Needs the tessera::cuda library (-DTESSERA_CUDA=ON or -DTESSERA_HIP=ON).
+/// The forward pass is LlamaContext's, kernel for kernel: embedding, per layer
+/// rms_norm, Q|K|V projection, RoPE, K/V stored into the cache, attention,
+/// output projection + residual, rms_norm, gate|up projection, SwiGLU, down
+/// projection + residual; then the output norm and head on the last row.
+///   decode (1 token):  GEMV (M = 1, int8 activations for quantized weights),
+///                      flash-decoding over the cache;
+///   2..8 tokens:       GEMV with M = T;
+///   prefill (> 8):     dequantize-to-bf16 GEMM, flash attention over the cache
+///                      (f16 cache) or per-row flash-decoding (q8_0 cache).
 #pragma once
 
 #include <algorithm>
@@ -35,11 +36,11 @@ namespace tessera::models {
 struct CudaContextOptions {
   cuda::KvElem kv = cuda::KvElem::f16;  ///< f16 or q8_0 (head_dim % 32 == 0)
   bool paged = false;  ///< the cache as pages of page_size rows through a block table
-  int page_size = 64;
+  int page_size = 64;  ///< rows per page when paged
   bool graph = true;  ///< capture the decode step once and replay it
   bool fuse = true;  ///< one GEMV over Wq|Wk|Wv and one over Wgate|Wup where their types agree
   bool split = true;  ///< q4_0 / q8_0 matrices repacked at upload (cuda::SplitWeight)
-  int device = 0;
+  int device = 0;  ///< index of the GPU to run on
 };
 
 /// A llama model's single sequence on a GPU.  Construction uploads the
@@ -74,9 +75,13 @@ class LlamaCudaContext {
   LlamaCudaContext(const LlamaCudaContext&) = delete;
   LlamaCudaContext& operator=(const LlamaCudaContext&) = delete;
 
+  /// The model this context runs (the host weights it uploaded).
   const LlamaModel& model() const { return *model_; }
+  /// Most positions the context holds; eval() past it is an Error.
   int n_ctx() const { return n_ctx_; }
+  /// Tokens per forward pass: longer inputs run as several passes.
   int n_batch() const { return n_batch_; }
+  /// Layers each forward pass runs (all, unless an early exit was asked for).
   int n_layers() const { return n_layers_; }
   /// Tokens already in the cache; the next token goes at this position.
   int n_past() const { return n_past_; }
@@ -85,10 +90,13 @@ class LlamaCudaContext {
     check(n >= 0 && n <= n_past_, "LlamaCudaContext::truncate(", n, ") with ", n_past_, " positions cached");
     n_past_ = n;
   }
+  /// Forgets every token; device memory stays allocated.
   void reset() { n_past_ = 0; }
-  /// Device bytes of the weights, of the KV cache, and of everything (weights, cache, buffers).
+  /// Device bytes of the uploaded weights.
   size_t weight_bytes() const { return weight_bytes_; }
+  /// Device bytes of the KV cache.
   size_t kv_bytes() const { return kv_bytes_; }
+  /// Device bytes of everything: weights, KV cache and buffers.
   size_t device_bytes() const { return weight_bytes_ + kv_bytes_ + buffer_bytes_; }
   /// "NVIDIA H200, f16 KV contiguous, decode graph": for the CLI's end-of-run line.
   std::string describe() const {

@@ -1,10 +1,11 @@
-// The llama decoder's layer loop, written once: LlamaContext (one sequence,
-// one cache) and LlamaBatch (many sequences, one cache each) differ only in
-// where K/V go and which cache attention reads, which they pass in as `attend`.
-//
-//   x = embed(tokens)
-//   for each layer:  x = x + Wo · attend(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
-//                    x = x + Wdown · (silu(Wgate·norm(x)) * Wup·norm(x))
+/// \file
+/// The llama decoder's layer loop, written once: LlamaContext (one sequence,
+/// one cache) and LlamaBatch (many sequences, one cache each) differ only in
+/// where K/V go and which cache attention reads, which they pass in as `attend`.
+///
+///   x = embed(tokens)
+///   for each layer:  x = x + Wo · attend(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
+///                    x = x + Wdown · (silu(Wgate·norm(x)) * Wup·norm(x))
 #pragma once
 
 #include <algorithm>
@@ -29,10 +30,15 @@ inline kv::KvLayout kv_layout(const LlamaConfig& c, KvType type = KvType::f32, i
 
 /// The activations of a forward pass over up to `rows` tokens, allocated once.
 struct LlamaActivations {
+  ///@{
+  /// Row buffers [rows, width]: x the residual stream, xn its normed copy and tmp a block's
+  /// output (n_embd); q and attn (q_dim); k and v (kv_dim); gate and up, SwiGLU's halves (n_ff).
   Tensor<float, 2> x, xn, tmp, q, k, v, attn, gate, up;
-  nn::LinearWorkspace ws;
+  ///@}
+  nn::LinearWorkspace ws;  ///< scratch of every nn::linear call, sized for rows x max(n_embd, q_dim, n_ff) inputs
 
   LlamaActivations() = default;
+  /// Allocates every buffer for up to rows tokens of a model with config c.
   LlamaActivations(const LlamaConfig& c, int64_t rows)
       : x({rows, c.n_embd}), xn({rows, c.n_embd}), tmp({rows, c.n_embd}), q({rows, c.q_dim()}),
         k({rows, c.kv_dim()}), v({rows, c.kv_dim()}), attn({rows, c.q_dim()}), gate({rows, c.n_ff}),

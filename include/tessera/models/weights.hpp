@@ -1,5 +1,6 @@
-// Weights from a GGUF file, checked: the bridge between io::GgufFile (names,
-// GGUF's innermost-first shapes, type ids) and nn::Weight / norm vectors.
+/// \file
+/// Weights from a GGUF file, checked: the bridge between io::GgufFile (names,
+/// GGUF's innermost-first shapes, type ids) and nn::Weight / norm vectors.
 #pragma once
 
 #include <span>

@@ -1,17 +1,18 @@
-// Attention as one block with policies (see backend/attention_params.hpp):
-//
-//   heads      MHA / GQA / MQA follow from q's n_heads and the source's
-//              n_kv_heads; K/V are never copied per query head.
-//   mask       causal, sliding(W), none (encoder, cross-attention), padding(n).
-//   algorithm  naive (materialises scores) or flash (tiled, online softmax),
-//              chosen by length unless the caller picks one.
-//   keys from  a contiguous [n_k, n_kv_heads, head_dim] view, or the segments
-//              of any kv/ cache (static, ring, paged blocks; f32/f16/q8_0);
-//              attention(q, cache, layer, ...) takes the query positions
-//              from the cache's open append.
-//
-// Also the combined QKV projection's views: one GEMM against [Wq; Wk; Wv]
-// gives [n, (H + 2 Hkv) d] rows whose Q, K and V parts are strided views.
+/// \file
+/// Attention as one block with policies (see backend/attention_params.hpp):
+///
+///   heads      MHA / GQA / MQA follow from q's n_heads and the source's
+///              n_kv_heads; K/V are never copied per query head.
+///   mask       causal, sliding(W), none (encoder, cross-attention), padding(n).
+///   algorithm  naive (materialises scores) or flash (tiled, online softmax),
+///              chosen by length unless the caller picks one.
+///   keys from  a contiguous [n_k, n_kv_heads, head_dim] view, or the segments
+///              of any kv/ cache (static, ring, paged blocks; f32/f16/q8_0);
+///              attention(q, cache, layer, ...) takes the query positions
+///              from the cache's open append.
+///
+/// Also the combined QKV projection's views: one GEMM against [Wq; Wk; Wv]
+/// gives [n, (H + 2 Hkv) d] rows whose Q, K and V parts are strided views.
 #pragma once
 
 #include <algorithm>
@@ -47,8 +48,8 @@ class AttentionWorkspace {
                           static_cast<size_t>(n_q_max + 2 * head_dim));
     if (naive > buf_.size()) buf_.resize(naive);
   }
-  std::span<float> span() { return buf_; }
-  size_t bytes() const { return buf_.size() * sizeof(float); }
+  std::span<float> span() { return buf_; }  ///< The float scratch, as large as the largest reserve so far.
+  size_t bytes() const { return buf_.size() * sizeof(float); }  ///< Size of the float scratch in bytes.
   /// Segment scratch of the row-by-row small-batch path (grows to the source's count).
   std::vector<KvSegment>& segments() { return segs_; }
 
@@ -160,8 +161,12 @@ inline void attention_padded(TensorView<const float, 4> q, TensorView<const floa
 /// Q, K, V views of a combined projection's output qkv [n, (n_heads + 2 n_kv_heads) head_dim]
 /// (rows laid out [Q heads | K heads | V heads]).  No copy: the views keep qkv's row stride.
 struct QkvViews {
+  /// q [n, n_heads, head_dim]; k and v [n, n_kv_heads, head_dim].
+  ///@{
   TensorView<float, 3> q, k, v;
+  ///@}
 };
+/// Splits qkv into its QkvViews. Error unless qkv has (n_heads + 2 n_kv_heads) head_dim columns with stride 1.
 inline QkvViews split_qkv(TensorView<float, 2> qkv, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim) {
   check(qkv.dim(1) == (n_heads + 2 * n_kv_heads) * head_dim && qkv.stride(1) == 1, "split_qkv: rows of ",
         qkv.dim(1), " values, need (", n_heads, " + 2*", n_kv_heads, ") * ", head_dim);

@@ -1,6 +1,7 @@
-// The transformer blocks as functions over views, on the compile-time default
-// backend: norms, rotary embedding, SwiGLU, residual add (attention: nn/attention.hpp).
-// Each forwards to backend::active, whose scalar twin is the reference.
+/// \file
+/// The transformer blocks as functions over views, on the compile-time default
+/// backend: norms, rotary embedding, SwiGLU, residual add (attention: nn/attention.hpp).
+/// Each forwards to backend::active, whose scalar twin is the reference.
 #pragma once
 
 #include <span>

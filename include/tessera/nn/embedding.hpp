@@ -1,5 +1,6 @@
-// Token embedding lookup: gathers rows of a [n_vocab, n_embd] table of any
-// supported type, dequantized to f32.
+/// \file
+/// Token embedding lookup: gathers rows of a [n_vocab, n_embd] table of any
+/// supported type, dequantized to f32.
 #pragma once
 
 #include <span>

@@ -1,8 +1,9 @@
-// Linear layers over weights of any supported GGUF type, used in place.
-// `Weight` is a typed-at-run-time view of a [n_out, n_in] matrix (one output
-// feature per row, as GGUF stores it); linear() picks the kernel for its type:
-// float-like weights multiply f32 activations directly, quantized weights
-// quantize the activations once per call and use integer dot products.
+/// \file
+/// Linear layers over weights of any supported GGUF type, used in place.
+/// `Weight` is a typed-at-run-time view of a [n_out, n_in] matrix (one output
+/// feature per row, as GGUF stores it); linear() picks the kernel for its type:
+/// float-like weights multiply f32 activations directly, quantized weights
+/// quantize the activations once per call and use integer dot products.
 #pragma once
 
 #include <algorithm>
@@ -22,6 +23,8 @@
 
 namespace tessera::nn {
 
+/// Whether T is an unquantized element type (float, f16, bf16): linear() then runs a float gemm on x as it is,
+/// where block types first quantize x.
 template <class T>
 inline constexpr bool is_float_like = std::is_same_v<T, float> || std::is_same_v<T, f16> || std::is_same_v<T, bf16>;
 
@@ -45,6 +48,8 @@ class LinearWorkspace {
     floats_ = AlignedBuffer(static_cast<size_t>(backend::simd::gemm_scratch_size<f16>(max_in_)) * sizeof(float));
   }
 
+  /// The activation buffer as n_blocks blocks of A (x quantized for a block-type weight). Error when they
+  /// exceed what reserve() sized.
   template <class A>
   std::span<A> activations(int64_t n_blocks) {
     check(static_cast<size_t>(n_blocks) * sizeof(A) <= act_.size(), "linear workspace: ", n_blocks, " ",
@@ -52,9 +57,9 @@ class LinearWorkspace {
           " bytes) exceed its ", act_.size(), " bytes; reserve(n_tokens, n_in) first");
     return {reinterpret_cast<A*>(act_.data()), static_cast<size_t>(n_blocks)};
   }
-  std::span<float> floats() { return {reinterpret_cast<float*>(floats_.data()), floats_.size() / sizeof(float)}; }
-  int64_t max_tokens() const { return max_tokens_; }
-  int64_t max_in() const { return max_in_; }
+  std::span<float> floats() { return {reinterpret_cast<float*>(floats_.data()), floats_.size() / sizeof(float)}; }  ///< Float scratch of the f16 and bf16 gemm (weight tiles widened to float).
+  int64_t max_tokens() const { return max_tokens_; }  ///< Most rows a call may have without growing.
+  int64_t max_in() const { return max_in_; }  ///< Most input features a call may have without growing.
 
  private:
   int64_t max_tokens_ = 0, max_in_ = 0;

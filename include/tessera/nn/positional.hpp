@@ -1,9 +1,10 @@
-// Positional encodings as blocks:
-//   sinusoidal  x[t] += PE(pos[t]) with PE(p, 2i) = sin(p w_i), PE(p, 2i+1) = cos(p w_i),
-//               w_i = base^(-2i/D)  (the original Transformer; added to embeddings)
-//   learned     x[t] += table[pos[t]]  (GPT-2, BERT: a trained [n_pos, D] table)
-//   rotary      nn::rope (nn/blocks.hpp) with RopeParams: plain, linear
-//               interpolation, NTK-aware and YaRN scaling (backend/rope_params.hpp)
+/// \file
+/// Positional encodings as blocks:
+///   sinusoidal  x[t] += PE(pos[t]) with PE(p, 2i) = sin(p w_i), PE(p, 2i+1) = cos(p w_i),
+///               w_i = base^(-2i/D)  (the original Transformer; added to embeddings)
+///   learned     x[t] += table[pos[t]]  (GPT-2, BERT: a trained [n_pos, D] table)
+///   rotary      nn::rope (nn/blocks.hpp) with RopeParams: plain, linear
+///               interpolation, NTK-aware and YaRN scaling (backend/rope_params.hpp)
 #pragma once
 
 #include <cmath>

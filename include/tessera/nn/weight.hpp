@@ -1,6 +1,7 @@
-// nn::Weight: a weight matrix [n_out, n_in] of any supported GGUF type, viewed
-// in place (not owned), and visit_type, which turns its run-time type into a
-// compile-time one. Light on purpose: the linear kernels live in nn/linear.hpp.
+/// \file
+/// nn::Weight: a weight matrix [n_out, n_in] of any supported GGUF type, viewed
+/// in place (not owned), and visit_type, which turns its run-time type into a
+/// compile-time one. Light on purpose: the linear kernels live in nn/linear.hpp.
 #pragma once
 
 #include <cstddef>
@@ -14,7 +15,7 @@
 
 namespace tessera::nn {
 
-/// Calls f.template operator()<T>() with T the element type of `type`; Error for a type without kernels.
+/// Calls `f.template operator()<T>()` with T the element type of `type`; Error for a type without kernels.
 template <class F>
 decltype(auto) visit_type(GgmlType type, F&& f) {
   switch (type) {
@@ -46,9 +47,12 @@ concept WeightElement = std::is_same_v<T, float> || std::is_same_v<T, f16> || st
 /// owned): one output feature per row, as GGUF stores it.  Build one with
 /// from() (your tensors) or models::gguf_weight() (a GGUF file).
 struct Weight {
-  GgmlType type = GgmlType::f32;
-  const std::byte* data = nullptr;
+  GgmlType type = GgmlType::f32;  ///< Element type of the stored matrix
+  const std::byte* data = nullptr;  ///< First byte of row 0; rows are packed, row_bytes() apart
+  /// Rows (output features) and elements per row (input features; a multiple of the type's block size).
+  ///@{
   int64_t n_out = 0, n_in = 0;
+  ///@}
 
   /// The weight over a packed view w [n_out, n_in / block_size] of T (float,
   /// f16, bf16 or a GGUF block type).  The view's memory must outlive the Weight.
@@ -59,8 +63,10 @@ struct Weight {
     return {quant_traits<T>::type, reinterpret_cast<const std::byte*>(w.data()), w.dim(0),
             w.dim(1) * quant_traits<T>::block_size};
   }
+  /// The same over a mutable view.
   template <WeightElement T>
   static Weight from(TensorView<T, 2> w) { return from(TensorView<const T, 2>(w)); }
+  /// The weight over a packed tensor, which must outlive the Weight.
   template <WeightElement T>
   static Weight from(const Tensor<T, 2>& w) { return from(w.view()); }
   /// A temporary tensor would leave the Weight dangling.
@@ -74,11 +80,12 @@ struct Weight {
           quant_traits<T>::name);
     return {reinterpret_cast<const T*>(data), {n_out, n_in / quant_traits<T>::block_size}};
   }
+  /// Bytes per row: n_in / block size blocks of the type's block bytes.
   size_t row_bytes() const {
     const TypeInfo ti = type_info(static_cast<uint32_t>(type));
     return static_cast<size_t>(n_in / ti.block_size) * ti.type_size;
   }
-  size_t n_bytes() const { return row_bytes() * static_cast<size_t>(n_out); }
+  size_t n_bytes() const { return row_bytes() * static_cast<size_t>(n_out); }  ///< Bytes of the whole matrix.
 };
 
 }  // namespace tessera::nn

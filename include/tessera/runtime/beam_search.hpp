@@ -1,27 +1,28 @@
-// Beam search with the semantics of Hugging Face transformers'
-// generate(num_beams=N, do_sample=False, length_penalty=a, early_stopping=e)
-// (the vectorised implementation of transformers 4.50+):
-//
-//   running   N beams, each a sequence and the sum of its tokens' log-probs
-//             (the first step expands one beam: the others start at -1e9)
-//   a step    every running beam's log_softmax + its sum, flattened over
-//             (beam, token); the top K = max(2, 1 + n_eos) N continuations.
-//             A continuation "hits" when its token is an EOS or the length
-//             limit is reached.  The next running beams: the top N after
-//             hitting ones are pushed down by 1e9.  The finished set: the best
-//             N of the old finished and the continuations that hit *and* rank
-//             among the top N, scored sum / (generated length)^a, the length
-//             counting the EOS token.
-//   stopping  early_stopping = true: as soon as N finished; false: when the
-//             best running sum / (current length)^a cannot beat the worst of
-//             N finished; "never": the same bound at the length limit when
-//             a > 0.  Also when every continuation hit.
-//
-// Arithmetic is float32 where transformers' is, so scripted logits give the
-// same beams (tests/runtime/test_beam_search.cpp, with a Python twin that runs
-// transformers itself).  Over a model, beams fork the context: with a paged
-// KV cache the forks share the prompt's and the common prefix's blocks
-// (copy on write), so N beams do not hold N copies of the prompt.
+/// \file
+/// Beam search with the semantics of Hugging Face transformers'
+/// generate(num_beams=N, do_sample=False, length_penalty=a, early_stopping=e)
+/// (the vectorised implementation of transformers 4.50+):
+///
+///   running   N beams, each a sequence and the sum of its tokens' log-probs
+///             (the first step expands one beam: the others start at -1e9)
+///   a step    every running beam's log_softmax + its sum, flattened over
+///             (beam, token); the top K = max(2, 1 + n_eos) N continuations.
+///             A continuation "hits" when its token is an EOS or the length
+///             limit is reached.  The next running beams: the top N after
+///             hitting ones are pushed down by 1e9.  The finished set: the best
+///             N of the old finished and the continuations that hit *and* rank
+///             among the top N, scored sum / (generated length)^a, the length
+///             counting the EOS token.
+///   stopping  early_stopping = true: as soon as N finished; false: when the
+///             best running sum / (current length)^a cannot beat the worst of
+///             N finished; "never": the same bound at the length limit when
+///             a > 0.  Also when every continuation hit.
+///
+/// Arithmetic is float32 where transformers' is, so scripted logits give the
+/// same beams (tests/runtime/test_beam_search.cpp, with a Python twin that runs
+/// transformers itself).  Over a model, beams fork the context: with a paged
+/// KV cache the forks share the prompt's and the common prefix's blocks
+/// (copy on write), so N beams do not hold N copies of the prompt.
 #pragma once
 
 #include <algorithm>
@@ -37,17 +38,21 @@
 
 namespace tessera::runtime {
 
-enum class EarlyStopping { heuristic, on, never };  // transformers' False, True, "never"
+/// When the search stops (the "stopping" rules of the file comment): heuristic, on and never are
+/// transformers' early_stopping False, True and "never".
+enum class EarlyStopping { heuristic, on, never };
 
+/// Parameters of beam search, named as transformers' generate() arguments.
 struct BeamSearchConfig {
-  int num_beams = 4;
-  int max_new_tokens = 32;
+  int num_beams = 4;  ///< N: beams kept running and hypotheses kept finished
+  int max_new_tokens = 32;  ///< length limit: most tokens generated per hypothesis
   float length_penalty = 1.f;  ///< > 0 favours longer sequences, < 0 shorter
-  EarlyStopping early_stopping = EarlyStopping::heuristic;
+  EarlyStopping early_stopping = EarlyStopping::heuristic;  ///< when to stop searching
   int num_return = 1;  ///< hypotheses returned, best first (<= num_beams)
   std::vector<int32_t> eos;  ///< tokens that finish a hypothesis (empty: only the length limit does)
 };
 
+/// One finished sequence of a beam search.
 struct BeamHypothesis {
   std::vector<int32_t> tokens;  ///< generated tokens, the finishing EOS included
   float score = 0;  ///< sum of log-probs / (tokens.size())^length_penalty

@@ -1,6 +1,7 @@
-// The generation loop: prefill the prompt as one batch, then decode a token at
-// a time through the sampler chain, streaming text as it becomes final; stops
-// on an end-of-generation token, a stop string, max tokens or a full context.
+/// \file
+/// The generation loop: prefill the prompt as one batch, then decode a token at
+/// a time through the sampler chain, streaming text as it becomes final; stops
+/// on an end-of-generation token, a stop string, max tokens or a full context.
 #pragma once
 
 #include <chrono>
@@ -16,22 +17,31 @@
 
 namespace tessera::runtime {
 
+/// Limits and stop conditions of generate().
 struct GenerationConfig {
-  int max_new_tokens = 128;
+  int max_new_tokens = 128;  ///< most tokens generated; <= 0 runs the prompt only (prefill, nothing sampled)
   bool stop_at_eog = true;  ///< end-of-generation tokens (EOS, <|im_end|>, ...) end the turn
   std::vector<std::string> stop_strings{};  ///< text that ends generation; it is not emitted
 };
 
+/// Why generate() stopped: an end-of-generation token, a stop string, max_new_tokens reached,
+/// the context full, or on_text returned false.
 enum class StopReason { end_of_generation, stop_string, max_tokens, context_full, callback };
 
+/// What generate() produced, and its timings.
 struct GenerationResult {
   std::vector<int32_t> tokens;  ///< generated ids (the end-of-generation token included, if any)
   std::string text;  ///< everything streamed
-  StopReason stop = StopReason::max_tokens;
-  int n_prompt = 0;
-  double prefill_s = 0, decode_s = 0;  ///< wall time; time to first token = prefill_s + first sample
-  double ttft_s = 0;
+  StopReason stop = StopReason::max_tokens;  ///< why generation ended
+  int n_prompt = 0;  ///< prompt tokens evaluated
+  ///@{
+  /// Wall time in seconds: prefill_s of the prompt's forward pass and the first sample, decode_s
+  /// of everything after it (later forward passes, sampling, detokenizing, on_text).
+  double prefill_s = 0, decode_s = 0;
+  ///@}
+  double ttft_s = 0;  ///< time to first token: seconds from the start of the prompt's pass to the first generated token
 
+  /// Prompt tokens per second of prefill (0 when prefill_s is 0).
   double prefill_tokens_per_s() const { return prefill_s > 0 ? n_prompt / prefill_s : 0; }
   /// Decode rate over the tokens after the first (each of which is one forward pass).
   double decode_tokens_per_s() const {

@@ -1,15 +1,16 @@
-// Scoring whole texts: perplexity by llama-perplexity's method, and KL
-// divergence against another model's (or another program's) log-probabilities.
-//
-// The method: the tokens are cut into chunks of n_ctx; each chunk is evaluated
-// from an empty cache with its first token replaced by BOS (when the vocabulary
-// adds one), and only the second half is scored, so every scored token has at
-// least n_ctx/2 tokens of context: position j in [n_ctx/2, n_ctx - 1) scores
-// token j + 1 under the logits at j.
-//
-//   nll_j = log sum_i e^(l_i) - l_(token)          PPL = exp(mean nll)
-//   error of PPL = PPL * sqrt((mean nll^2 - mean(nll)^2) / (count - 1))
-//   KL_j = sum_i p_base(i) (log p_base(i) - log p(i))   over log p_base(i) > -16
+/// \file
+/// Scoring whole texts: perplexity by llama-perplexity's method, and KL
+/// divergence against another model's (or another program's) log-probabilities.
+///
+/// The method: the tokens are cut into chunks of n_ctx; each chunk is evaluated
+/// from an empty cache with its first token replaced by BOS (when the vocabulary
+/// adds one), and only the second half is scored, so every scored token has at
+/// least n_ctx/2 tokens of context: position j in [n_ctx/2, n_ctx - 1) scores
+/// token j + 1 under the logits at j.
+///
+///   nll_j = log sum_i e^(l_i) - l_(token)          PPL = exp(mean nll)
+///   error of PPL = PPL * sqrt((mean nll^2 - mean(nll)^2) / (count - 1))
+///   KL_j = sum_i p_base(i) (log p_base(i) - log p(i))   over log p_base(i) > -16
 #pragma once
 
 #include <algorithm>
@@ -35,8 +36,13 @@ inline double log_sum_exp(std::span<const float> logits) {
 /// Mean and standard error of a running sum (llama.cpp's estimator: 0 for 10
 /// values or fewer).
 struct MeanError {
+  ///@{
+  /// The mean, and its standard error.
   double mean = 0, error = 0;
+  ///@}
 };
+/// Mean and standard error of count values given their sum and sum of squares
+/// (zeros for no values; error 0 for 10 values or fewer, as llama.cpp).
 inline MeanError mean_and_error(double sum, double sum2, int64_t count) {
   if (count < 1) return {};
   const double m = sum / static_cast<double>(count), var = sum2 / static_cast<double>(count) - m * m;
@@ -45,13 +51,18 @@ inline MeanError mean_and_error(double sum, double sum2, int64_t count) {
 
 /// Negative log-likelihoods of scored tokens.
 struct NllStats {
+  ///@{
+  /// Sum of the NLLs, and of their squares (nats).
   double sum = 0, sum2 = 0;
-  int64_t count = 0;
+  ///@}
+  int64_t count = 0;  ///< tokens scored
+  /// Adds one token's NLL.
   void add(double nll) {
     sum += nll;
     sum2 += nll * nll;
     ++count;
   }
+  /// Perplexity: exp(mean NLL); 1 when nothing was scored.
   double ppl() const { return std::exp(mean_and_error(sum, sum2, count).mean); }
   /// Standard error of ppl() (first order: d exp(x) = exp(x) dx).
   double ppl_error() const { return ppl() * mean_and_error(sum, sum2, count).error; }
@@ -67,9 +78,9 @@ struct ScoreConfig {
 /// The second-half rows of one chunk: logits [n_ctx - 1 - n_ctx/2, n_vocab]
 /// and the tokens they score [same].
 struct ScoredChunk {
-  int chunk = 0;
-  TensorView<const float, 2> logits;
-  std::span<const int32_t> targets;
+  int chunk = 0;  ///< index of the chunk in the text, from 0
+  TensorView<const float, 2> logits;  ///< [n_ctx - 1 - n_ctx/2, n_vocab]: row r scores targets[r]; valid during the callback
+  std::span<const int32_t> targets;  ///< the token that followed each logits row
 };
 
 /// Runs every chunk of tokens through ctx (reset before each) and hands each
@@ -122,12 +133,24 @@ inline NllStats perplexity(models::LlamaContext& ctx, std::span<const int32_t> t
 
 /// Token-by-token comparison of a model's distributions with base ones.
 struct KlStats {
+  ///@{
+  /// NLLs of the following token under the model, and under the base.
   NllStats nll, nll_base;
-  double sum_nll_nll_base = 0;
+  ///@}
+  double sum_nll_nll_base = 0;  ///< sum over positions of nll * nll_base (for their covariance)
+  ///@{
+  /// Sum of KL(base || model) per position, and of its squares.
   double sum_kld = 0, sum_kld2 = 0;
+  ///@}
+  ///@{
+  /// Sums of the 1st, 2nd and 4th powers of dp = p(token) - p_base(token).
   double sum_p_diff = 0, sum_p_diff2 = 0, sum_p_diff4 = 0;
-  int64_t same_top = 0;
-  std::vector<float> kld, p_diff;  ///< per position, for the percentiles
+  ///@}
+  int64_t same_top = 0;  ///< positions where the model's and the base's most likely tokens agree
+  ///@{
+  /// KL and dp of every position, for the percentiles.
+  std::vector<float> kld, p_diff;
+  ///@}
 
   /// One position: our logits [n_vocab], the base's compressed row, the token that followed.
   void add(std::span<const float> logits, const io::LogProbRow& base, int32_t token) {
@@ -161,8 +184,11 @@ struct KlStats {
     p_diff.push_back(static_cast<float>(dp));
     same_top += top == top_base;
   }
+  /// Positions compared.
   int64_t count() const { return nll.count; }
+  /// Mean KL divergence (nats) and its error.
   MeanError mean_kld() const { return mean_and_error(sum_kld, sum_kld2, count()); }
+  /// Mean dp = p(token) - p_base(token) and its error.
   MeanError mean_p_diff() const { return mean_and_error(sum_p_diff, sum_p_diff2, count()); }
   /// RMS of Δp and its error.
   MeanError rms_p_diff() const {
@@ -170,6 +196,7 @@ struct KlStats {
     const double rms = std::sqrt(mse.mean);
     return {rms, rms > 0 ? 0.5 / rms * mse.error : 0.0};
   }
+  /// Fraction of positions whose most likely token is the base's, and its binomial error.
   MeanError same_top_fraction() const {
     const double f = count() ? static_cast<double>(same_top) / static_cast<double>(count()) : 0;
     return {f, count() > 1 ? std::sqrt(f * (1 - f) / static_cast<double>(count() - 1)) : 0.0};

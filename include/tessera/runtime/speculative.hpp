@@ -1,22 +1,23 @@
-// Speculative decoding: a cheap drafter proposes the next k tokens, the target
-// model scores all of them in one forward pass (its weights read once for k + 1
-// positions), and a verifier keeps the longest prefix the target agrees with,
-// plus one token of the target's own. Three drafters share one interface:
-//
-//   LookupDrafter   the continuation of the last earlier occurrence of the
-//                   trailing n-gram (prompt lookup: no second model)
-//   ModelDrafter    a smaller model with the same vocabulary, or the target's
-//                   own first L layers and output head (self-speculation)
-//
-// Verification (Leviathan et al. 2023; Chen et al. 2023). For a draft token x
-// drawn from q, with p the target's distribution after the sampler's
-// processors: accept with probability min(1, p(x) / q(x)); on rejection draw
-// from norm(max(0, p - q)). The token that comes out has distribution p
-// exactly: P(x) = q(x) min(1, p/q) + (1 - sum_y min(p, q)) (p(x) - min(p, q)(x)) / (1 - sum_y min(p, q))
-//             = min(p, q)(x) + p(x) - min(p, q)(x) = p(x).
-// Greedy is the limit p, q one-hot: accept iff x is the target's argmax, so
-// the output is the plain greedy output token for token (the verification pass
-// of <= 16 rows computes decode's exact bits: backend::kDecodeExactRows).
+/// \file
+/// Speculative decoding: a cheap drafter proposes the next k tokens, the target
+/// model scores all of them in one forward pass (its weights read once for k + 1
+/// positions), and a verifier keeps the longest prefix the target agrees with,
+/// plus one token of the target's own. Three drafters share one interface:
+///
+///   LookupDrafter   the continuation of the last earlier occurrence of the
+///                   trailing n-gram (prompt lookup: no second model)
+///   ModelDrafter    a smaller model with the same vocabulary, or the target's
+///                   own first L layers and output head (self-speculation)
+///
+/// Verification (Leviathan et al. 2023; Chen et al. 2023). For a draft token x
+/// drawn from q, with p the target's distribution after the sampler's
+/// processors: accept with probability min(1, p(x) / q(x)); on rejection draw
+/// from norm(max(0, p - q)). The token that comes out has distribution p
+/// exactly: P(x) = q(x) min(1, p/q) + (1 - sum_y min(p, q)) (p(x) - min(p, q)(x)) / (1 - sum_y min(p, q))
+///             = min(p, q)(x) + p(x) - min(p, q)(x) = p(x).
+/// Greedy is the limit p, q one-hot: accept iff x is the target's argmax, so
+/// the output is the plain greedy output token for token (the verification pass
+/// of <= 16 rows computes decode's exact bits: backend::kDecodeExactRows).
 #pragma once
 
 #include <algorithm>
@@ -36,8 +37,9 @@ namespace tessera::runtime {
 /// Proposed tokens and the distribution each was drawn from (empty q: the
 /// drafter is deterministic, q is one-hot at the token).
 struct Draft {
-  std::vector<int32_t> tokens;
+  std::vector<int32_t> tokens;  ///< the proposed tokens, in order
   std::vector<std::vector<sample::Candidate>> q;  ///< per token: kept ids and probabilities sorted by id, or empty
+  /// Empties both lists (keeping their capacity).
   void clear() {
     tokens.clear();
     q.clear();
@@ -52,6 +54,7 @@ class Drafter {
   virtual ~Drafter() = default;
   /// Up to k tokens that may follow history (fewer, or none, when it has no guess).
   virtual void propose(std::span<const int32_t> history, int k, Draft& out) = 0;
+  /// A one-line description for logs, e.g. "prompt lookup (n-grams 1..3)".
   virtual std::string describe() const = 0;
 };
 
@@ -60,6 +63,7 @@ class Drafter {
 /// O(history * max_ngram) per call; no model, no state.
 class LookupDrafter final : public Drafter {
  public:
+  /// Matches n-grams of max_ngram down to min_ngram tokens; Error unless 1 <= min_ngram <= max_ngram.
   explicit LookupDrafter(int max_ngram = 3, int min_ngram = 1) : max_n_(max_ngram), min_n_(min_ngram) {
     check(min_ngram >= 1 && max_ngram >= min_ngram, "LookupDrafter: n-grams of ", min_ngram, "..", max_ngram);
   }
@@ -91,6 +95,8 @@ class LookupDrafter final : public Drafter {
 /// they are greedy), keeping each token's distribution as q.
 class ModelDrafter final : public Drafter {
  public:
+  /// Drafts with ctx (owned) and a sampler of the target's params with its own seed and no
+  /// repetition penalty; what is the text describe() returns.
   ModelDrafter(std::unique_ptr<models::LlamaContext> ctx, const sample::SamplerParams& params, std::string what)
       : ctx_(std::move(ctx)), sampler_(draft_params(params), ctx_->model().config().n_vocab), what_(std::move(what)) {}
 
@@ -151,8 +157,8 @@ inline void check_same_vocabulary(const io::Tokenizer& target, const io::Tokeniz
 /// One verification step's outcome for one position: the token that comes out
 /// and whether it was the draft's.
 struct Verdict {
-  int32_t token;
-  bool accepted;
+  int32_t token;  ///< the token that comes out: the draft's, or the replacement drawn on rejection
+  bool accepted;  ///< whether the draft token was kept
 };
 
 /// The acceptance rule for draft token x drawn from q (empty q: one-hot at x;
@@ -190,13 +196,20 @@ inline Verdict verify_token(std::span<const sample::Candidate> p, int32_t x, std
   return {last, false};
 }
 
+/// Draft lengths of speculative_generate().
 struct SpeculativeConfig {
   int draft_max = 8;  ///< most tokens per draft (<= 15: the verification pass stays decode-exact)
   int draft_min = 1;  ///< the adaptive length never goes below this
 };
 
+/// generate()'s result plus the speculation's counts.
 struct SpeculativeResult : GenerationResult {
+  ///@{
+  /// Draft tokens proposed, draft tokens the target accepted, and forward passes of the target
+  /// after the prompt's (one per draft verified).
   int64_t drafted = 0, accepted = 0, target_passes = 0;
+  ///@}
+  /// Fraction of drafted tokens accepted (0 when nothing was drafted).
   double acceptance() const { return drafted ? static_cast<double>(accepted) / static_cast<double>(drafted) : 0; }
   /// Tokens generated per forward pass of the target (1 without speculation).
   double tokens_per_pass() const {

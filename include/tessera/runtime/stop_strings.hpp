@@ -1,6 +1,7 @@
-// Stop strings over streamed text: text is released only once it can no longer
-// be the start of a stop string, so a stop string split across tokens is never
-// printed and the output ends exactly before it.
+/// \file
+/// Stop strings over streamed text: text is released only once it can no longer
+/// be the start of a stop string, so a stop string split across tokens is never
+/// printed and the output ends exactly before it.
 #pragma once
 
 #include <algorithm>
@@ -10,8 +11,11 @@
 
 namespace tessera::runtime {
 
+/// Holds back streamed text that may be the start of a stop string, and cuts the
+/// text before the first stop string found.
 class StopStringMatcher {
  public:
+  /// A matcher for stops (empty strings are dropped; none: text passes straight through).
   explicit StopStringMatcher(std::vector<std::string> stops = {}) : stops_(std::move(stops)) {
     std::erase_if(stops_, [](const std::string& s) { return s.empty(); });
   }
@@ -35,6 +39,7 @@ class StopStringMatcher {
   }
   /// Releases text held back as a possible stop-string prefix (at the end of generation).
   std::string flush() { return stopped_ ? std::string() : std::exchange(held_, {}); }
+  /// Whether a stop string has been seen; push() and flush() then return nothing.
   bool stopped() const { return stopped_; }
 
  private:

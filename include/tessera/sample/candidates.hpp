@@ -1,6 +1,7 @@
-// The candidate list every sampling processor works on: (token id, logit,
-// probability) triples built from one row of logits, with the selection that
-// fills it (all tokens, or the top k in one pass) and the softmax over it.
+/// \file
+/// The candidate list every sampling processor works on: (token id, logit,
+/// probability) triples built from one row of logits, with the selection that
+/// fills it (all tokens, or the top k in one pass) and the softmax over it.
 #pragma once
 
 #include "tessera/core/compiler.hpp"
@@ -22,9 +23,9 @@ namespace tessera::sample {
 
 /// One token still in the running. `prob` is meaningful only after softmax().
 struct Candidate {
-  int32_t id;
-  float logit;
-  float prob;
+  int32_t id;  ///< Token id
+  float logit;  ///< The token's logit, as the processors so far have changed it
+  float prob;  ///< Probability among the kept candidates, set by softmax()
 };
 
 /// The one order used everywhere: higher logit first, then lower id. It is a
@@ -41,15 +42,18 @@ constexpr bool ranks_before(const Candidate& a, const Candidate& b) {
 /// that). Unsorted lists are in ascending id order (every processor keeps it),
 /// so either way the order is defined and the categorical draw reproducible.
 struct Candidates {
-  std::vector<Candidate> data;
-  size_t size = 0;
-  bool sorted = false;
+  std::vector<Candidate> data;  ///< Scratch of n_vocab entries; only data[0, size) is meaningful
+  size_t size = 0;  ///< Number of kept candidates
+  bool sorted = false;  ///< Whether data[0, size) is in non-increasing logit order (see above)
 
   Candidates() = default;
-  explicit Candidates(size_t n_vocab) : data(n_vocab) {}
+  explicit Candidates(size_t n_vocab) : data(n_vocab) {}  ///< Scratch for a vocabulary of n_vocab; none kept yet.
 
+  /// The kept candidates, data[0, size).
+  ///@{
   std::span<Candidate> kept() { return {data.data(), size}; }
   std::span<const Candidate> kept() const { return {data.data(), size}; }
+  ///@}
 };
 
 namespace detail {

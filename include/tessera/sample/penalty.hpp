@@ -1,5 +1,6 @@
-// The repetition penalty: the window of recently accepted tokens it looks at
-// (PenaltyWindow) and the CTRL-style rescaling of their logits.
+/// \file
+/// The repetition penalty: the window of recently accepted tokens it looks at
+/// (PenaltyWindow) and the CTRL-style rescaling of their logits.
 #pragma once
 
 #include <algorithm>
@@ -20,12 +21,13 @@ namespace tessera::sample {
 class PenaltyWindow {
  public:
   PenaltyWindow() = default;
+  /// An empty window over the last last_n tokens of a vocabulary of n_vocab (last_n = 0: push keeps nothing).
   PenaltyWindow(size_t n_vocab, size_t last_n) : last_n_(last_n), count_(n_vocab, 0), slot_(n_vocab, 0) {
     distinct_.reserve(std::min(last_n, n_vocab));
   }
 
-  size_t n_vocab() const { return count_.size(); }
-  size_t last_n() const { return last_n_; }
+  size_t n_vocab() const { return count_.size(); }  ///< Vocabulary size: tokens are ids in [0, n_vocab).
+  size_t last_n() const { return last_n_; }  ///< Most tokens the window holds.
   /// Tokens in the window now: min(tokens pushed since clear(), last_n).
   size_t size() const { return ring_.size(); }
   /// Each token in the window once, in no particular order.

@@ -1,6 +1,7 @@
-// Logits processors over a candidate list — temperature, top-k, top-p, min-p —
-// and the two ways to pick a token: greedy argmax and a seeded categorical
-// draw. Each is a plain function; sample/sampler.hpp chains them.
+/// \file
+/// Logits processors over a candidate list — temperature, top-k, top-p, min-p —
+/// and the two ways to pick a token: greedy argmax and a seeded categorical
+/// draw. Each is a plain function; sample/sampler.hpp chains them.
 #pragma once
 
 #include <algorithm>

@@ -1,6 +1,7 @@
-// tessera::sample::Rng — the library's one random-number generator:
-// xoshiro256** seeded through splitmix64. Every value it returns is computed
-// from integer bits alone, so a seed replays the same stream on any platform.
+/// \file
+/// tessera::sample::Rng — the library's one random-number generator:
+/// xoshiro256** seeded through splitmix64. Every value it returns is computed
+/// from integer bits alone, so a seed replays the same stream on any platform.
 #pragma once
 
 #include <array>
@@ -31,9 +32,9 @@ constexpr uint64_t splitmix64(uint64_t& x) {
 /// (beams, speculative drafts); a copy continues exactly where the original is.
 class Rng {
  public:
-  using State = std::array<uint64_t, 4>;
+  using State = std::array<uint64_t, 4>;  ///< The 256-bit xoshiro state, as four words.
 
-  explicit constexpr Rng(uint64_t seed = 0) { reseed(seed); }
+  explicit constexpr Rng(uint64_t seed = 0) { reseed(seed); }  ///< The stream that seed names (as reseed).
 
   /// Restarts the stream that `seed` names.
   constexpr void reseed(uint64_t seed) {
@@ -67,11 +68,13 @@ class Rng {
   /// state is the one fixed point of xoshiro (it would return 0 forever), so
   /// set_state refuses it.
   constexpr const State& state() const { return s_; }
+  /// Restores a state from state(); Error for the all-zero state.
   void set_state(const State& s) {
     check(s[0] | s[1] | s[2] | s[3], "Rng::set_state: the all-zero state is not a valid xoshiro256** state");
     s_ = s;
   }
 
+  /// Same state: the two streams continue with the same draws.
   friend constexpr bool operator==(const Rng&, const Rng&) = default;
 
  private:

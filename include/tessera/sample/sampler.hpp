@@ -1,6 +1,7 @@
-// Sampler: the default chain of processors — repetition penalty, temperature,
-// top-k, top-p, min-p, then a seeded categorical draw — with its parameters
-// and the scratch it owns, so a decode step allocates nothing.
+/// \file
+/// Sampler: the default chain of processors — repetition penalty, temperature,
+/// top-k, top-p, min-p, then a seeded categorical draw — with its parameters
+/// and the scratch it owns, so a decode step allocates nothing.
 #pragma once
 
 #include <algorithm>
@@ -21,7 +22,7 @@ namespace tessera::sample {
 /// The chain's knobs, with llama.cpp's defaults. Each has an "off" value.
 struct SamplerParams {
   float temperature = 0.8f;  ///< 0 = greedy (argmax); must be >= 0
-  int top_k = 40;               // 0 = off; must be >= 0 (negative is an error, not "off")
+  int top_k = 40;               ///< 0 = off; must be >= 0 (negative is an error, not "off")
   float top_p = 0.95f;  ///< 1 = off; in (0, 1]
   float min_p = 0.05f;  ///< 0 = off; in [0, 1]
   float repeat_penalty = 1.0f;  ///< 1 = off; > 0
@@ -131,11 +132,11 @@ class Sampler {
   /// probabilities (one token of probability 1 after a greedy step).
   const Candidates& candidates() const { return candidates_; }
 
-  const SamplerParams& params() const { return params_; }
+  const SamplerParams& params() const { return params_; }  ///< The parameters the sampler was built with.
   /// sample() is the plain argmax of the logits (temperature 0, no penalty):
   /// a GPU context may pick the token on the device and skip the download.
   bool is_argmax() const { return params_.temperature == 0.f && !penalty_enabled(); }
-  int n_vocab() const { return n_vocab_; }
+  int n_vocab() const { return n_vocab_; }  ///< Length of the logit rows sample() takes.
   /// The stream the draws come from; copy or restore it to fork or rewind a run.
   Rng& rng() { return rng_; }
 

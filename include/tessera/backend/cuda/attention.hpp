@@ -1,7 +1,8 @@
-// Attention on the GPU: decode attention (one query per sequence, the key
-// range split over blocks and merged: flash-decoding) and flash attention
-// forward for prefill (tensor-core tiles, online softmax). Both read keys and
-// values from a contiguous cache or a paged pool through a block table.
+/// \file
+/// Attention on the GPU: decode attention (one query per sequence, the key
+/// range split over blocks and merged: flash-decoding) and flash attention
+/// forward for prefill (tensor-core tiles, online softmax). Both read keys and
+/// values from a contiguous cache or a paged pool through a block table.
 #pragma once
 
 #include <cstdint>
@@ -25,14 +26,20 @@ enum class KvElem : uint8_t { f16, bf16, q8_0 };
 ///               + j % page_size.  block_table is int32 on the device.
 /// Sequence b holds keys at positions 0 .. seq_lens[b]-1 (int32 on the device).
 struct DeviceKv {
-  KvElem elem = KvElem::f16;
+  KvElem elem = KvElem::f16;  ///< element type of keys and values
+  ///@{
+  /// KV heads per key row, and elements per head.
   int64_t n_kv_heads = 0, head_dim = 0;
-  const void* k = nullptr;
-  const void* v = nullptr;
-  const int32_t* seq_lens = nullptr;
+  ///@}
+  const void* k = nullptr;  ///< device keys: the contiguous cache or the page pool
+  const void* v = nullptr;  ///< device values, laid out as k
+  const int32_t* seq_lens = nullptr;  ///< [n_seqs] keys held per sequence (device)
   int64_t max_keys = 0;  ///< contiguous: rows reserved per sequence
   const int32_t* block_table = nullptr;  ///< null: contiguous
-  int64_t page_size = 0, max_pages = 0;  ///< paged
+  ///@{
+  /// Paged: rows per page, and block-table entries per sequence (its row stride).
+  int64_t page_size = 0, max_pages = 0;
+  ///@}
   /// Every sequence reads sequence 0's keys (decode_attention only): the rows of
   /// one sequence's prefill issued as separate queries, row t with seq_lens[t] = p0 + t + 1.
   bool shared_rows = false;
@@ -43,13 +50,16 @@ struct DeviceKv {
 /// page_size + p % page_size of the pool (paged, p < max_keys too).  Row layout
 /// as DeviceKv: [n_kv_heads, head_dim] elements, q8_0 as head_dim / 32 blocks per head.
 struct DeviceKvRows {
-  KvElem elem = KvElem::f16;
+  KvElem elem = KvElem::f16;  ///< element type the rows are stored in
+  ///@{
+  /// KV heads per row, and elements per head.
   int64_t n_kv_heads = 0, head_dim = 0;
-  void* k = nullptr;
-  void* v = nullptr;
-  int64_t max_keys = 0;
+  ///@}
+  void* k = nullptr;  ///< device key rows: the sequence's cache or the page pool
+  void* v = nullptr;  ///< device value rows, laid out as k
+  int64_t max_keys = 0;  ///< positions p < max_keys may be written
   const int32_t* block_table = nullptr;  ///< null: contiguous
-  int64_t page_size = 0;
+  int64_t page_size = 0;  ///< paged: rows per page
 };
 
 /// Stores new keys and values: k, v [T, n_kv_heads, head_dim] f32 go to the rows
@@ -64,9 +74,10 @@ void kv_store(const Stream& s, DeviceView<const float, 3> k, DeviceView<const fl
 /// Which keys a query at position p sees: causal (<= p), sliding window
 /// (p - window, p], or none (all the sequence's keys).
 struct DeviceMask {
+  /// Kind of mask: none (every key of the sequence), causal, or a sliding window.
   enum class Kind : uint8_t { none, causal, sliding };
-  Kind kind = Kind::causal;
-  int64_t window = 0;
+  Kind kind = Kind::causal;  ///< which keys are visible
+  int64_t window = 0;  ///< sliding: window length in positions; unused otherwise
 };
 
 /// Scratch of decode_attention for n_seqs sequences, n_heads query heads, head_dim d.

@@ -1,6 +1,7 @@
-// Typed device memory with a shape: DeviceTensor<T, Rank> owns it (RAII),
-// DeviceView<T, Rank> points into it, as Tensor / TensorView do on the host.
-// Device data is always packed row-major, so a view is a pointer and a shape.
+/// \file
+/// Typed device memory with a shape: DeviceTensor<T, Rank> owns it (RAII),
+/// DeviceView<T, Rank> points into it, as Tensor / TensorView do on the host.
+/// Device data is always packed row-major, so a view is a pointer and a shape.
 #pragma once
 
 #include <array>
@@ -30,24 +31,32 @@ std::string dims_str(const std::array<int64_t, Rank>& s) {
 template <class T, size_t Rank>
 class DeviceView {
  public:
-  using Shape = std::array<int64_t, Rank>;
+  using Shape = std::array<int64_t, Rank>;  ///< extents, outermost first
   DeviceView() = default;
+  /// A view of the packed array at device address data with extents shape (not checked).
   DeviceView(T* data, Shape shape) : data_(data), shape_(shape) {}
   /// A view of const T from a view of T.
   template <class U>
     requires(std::is_same_v<const U, T> && !std::is_same_v<U, T>)
   DeviceView(const DeviceView<U, Rank>& o) : data_(o.data()), shape_(o.shape()) {}
 
+  /// Device address of the first element.
   T* data() const { return data_; }
+  /// Extents, outermost first.
   const Shape& shape() const { return shape_; }
+  /// Extent of axis i (unchecked).
   int64_t dim(size_t i) const { return shape_[i]; }
+  /// Number of elements (or blocks): the product of the extents.
   int64_t numel() const {
     int64_t n = 1;
     for (int64_t d : shape_) n *= d;
     return n;
   }
+  /// Bytes spanned: numel() * sizeof(T).
   size_t size_bytes() const { return static_cast<size_t>(numel()) * sizeof(T); }
+  /// Whether the view has no elements.
   bool empty() const { return numel() == 0; }
+  /// The shape as text, e.g. "[4, 128]", for error messages.
   std::string shape_str() const { return detail::dims_str(shape_); }
 
   /// Row i of the leading axis: a view of rank Rank-1.
@@ -77,14 +86,18 @@ class DeviceView {
 template <class T, size_t Rank>
 class DeviceTensor {
  public:
-  using Shape = std::array<int64_t, Rank>;
+  using Shape = std::array<int64_t, Rank>;  ///< extents, outermost first
   DeviceTensor() = default;
+  /// Allocates an uninitialised array of this shape. Error naming `what` on a negative
+  /// extent or a failed allocation (out of memory included); zero elements allocate nothing.
   explicit DeviceTensor(Shape shape, const char* what = "DeviceTensor") : shape_(shape) {
     for (int64_t d : shape) check(d >= 0, what, ": negative extent in ", detail::dims_str(shape));
     data_ = static_cast<T*>(detail::device_alloc(view().size_bytes(), what));
   }
   ~DeviceTensor() { detail::device_free(data_); }
+  /// Takes over o's memory; o keeps its shape but no memory.
   DeviceTensor(DeviceTensor&& o) noexcept : data_(std::exchange(o.data_, nullptr)), shape_(o.shape_) {}
+  /// Frees this tensor's memory, then takes over o's.
   DeviceTensor& operator=(DeviceTensor&& o) noexcept {
     if (this != &o) {
       detail::device_free(data_);
@@ -96,13 +109,21 @@ class DeviceTensor {
   DeviceTensor(const DeviceTensor&) = delete;
   DeviceTensor& operator=(const DeviceTensor&) = delete;
 
+  /// A view of the whole tensor.
   DeviceView<T, Rank> view() { return {data_, shape_}; }
+  /// A read-only view of the whole tensor.
   DeviceView<const T, Rank> view() const { return {data_, shape_}; }
+  /// Device address of the first element (nullptr when empty or moved from).
   T* data() { return data_; }
+  /// Device address of the first element (nullptr when empty or moved from).
   const T* data() const { return data_; }
+  /// Extents, outermost first.
   const Shape& shape() const { return shape_; }
+  /// Extent of axis i (unchecked).
   int64_t dim(size_t i) const { return shape_[i]; }
+  /// Number of elements: the product of the extents.
   int64_t numel() const { return view().numel(); }
+  /// Bytes allocated: numel() * sizeof(T).
   size_t size_bytes() const { return view().size_bytes(); }
 
  private:

@@ -1,8 +1,9 @@
-// The per-token kernels of tessera::cuda: quantized GEMV and prefill GEMM,
-// norms, rope, gated activations, residual add, embedding gather, softmax and
-// on-device argmax / top-k. One function per kernel; every one queues work on
-// the given stream and returns at once (errors in arguments throw before).
-// Shapes are in elements (for quantized types, in blocks along the last axis).
+/// \file
+/// The per-token kernels of tessera::cuda: quantized GEMV and prefill GEMM,
+/// norms, rope, gated activations, residual add, embedding gather, softmax and
+/// on-device argmax / top-k. One function per kernel; every one queues work on
+/// the given stream and returns at once (errors in arguments throw before).
+/// Shapes are in elements (for quantized types, in blocks along the last axis).
 #pragma once
 
 #include <cstdint>
@@ -48,14 +49,18 @@ void gemv(const Stream& s, DeviceView<const W, 2> w, DeviceView<const float, 2> 
 /// 34-byte blocks (2-byte aligned) do not allow.  Rows are packed in both
 /// arrays, so rows [r0, r1) of a split matrix are a split matrix.
 struct SplitWeight {
-  GgmlType type = GgmlType::q4_0;
+  GgmlType type = GgmlType::q4_0;  ///< block format: q4_0 or q8_0 (see supports())
   const std::byte* qs = nullptr;  ///< device
   const f16* d = nullptr;  ///< device
+  ///@{
+  /// Rows, and values per row (a multiple of 32).
   int64_t n = 0, k = 0;
+  ///@}
   /// Rows [r0, r0 + rows).
   SplitWeight rows(int64_t r0, int64_t rows) const {
     return {type, qs + r0 * (k / 32) * quant_bytes(type), d + r0 * (k / 32), rows, k};
   }
+  /// Whether blocks of type t can be split (q4_0 and q8_0 only).
   static bool supports(GgmlType t) { return t == GgmlType::q4_0 || t == GgmlType::q8_0; }
   /// Bytes of one block's quants.
   static int64_t quant_bytes(GgmlType t) { return t == GgmlType::q4_0 ? 16 : 32; }
@@ -115,10 +120,12 @@ void layer_norm(const Stream& s, DeviceView<const float, 2> x, DeviceView<const 
 /// linear / NTK / YaRN scaling).  x [T, n_heads, head_dim], pos [T] int32 on the device.  O(T n_heads n_dims).
 void rope(const Stream& s, DeviceView<float, 3> x, DeviceView<const int32_t, 1> pos, const RopeParams& p);
 
+///@{
 /// Gated activations: out = silu(gate) * up (SwiGLU) or gelu(gate) * up with
 /// gelu's tanh form (GeGLU).  All [T, n]; out may alias an input.  O(T n).
 void swiglu(const Stream& s, DeviceView<const float, 2> gate, DeviceView<const float, 2> up, DeviceView<float, 2> out);
 void geglu(const Stream& s, DeviceView<const float, 2> gate, DeviceView<const float, 2> up, DeviceView<float, 2> out);
+///@}
 
 /// out = a + b (the residual add).  All [T, n]; out may alias an input.  O(T n).
 void add(const Stream& s, DeviceView<const float, 2> a, DeviceView<const float, 2> b, DeviceView<float, 2> out);
@@ -133,6 +140,7 @@ void argmax(const Stream& s, DeviceView<const float, 2> x, DeviceView<int32_t, 1
 /// x [R, n], idx / val [R, k], 1 <= k <= 64 and k <= n.  k passes over each row: O(R n k).
 void top_k(const Stream& s, DeviceView<const float, 2> x, DeviceView<int32_t, 2> idx, DeviceView<float, 2> val);
 
+///@{
 /// out[i] = in[i] rounded to nearest f16 / bf16, or widened back to f32.  n values, O(n).
 template <class H>
   requires std::is_same_v<H, f16> || std::is_same_v<H, bf16>
@@ -140,5 +148,6 @@ void convert(const Stream& s, DeviceView<const float, 1> in, DeviceView<H, 1> ou
 template <class H>
   requires std::is_same_v<H, f16> || std::is_same_v<H, bf16>
 void convert(const Stream& s, DeviceView<const H, 1> in, DeviceView<float, 1> out);
+///@}
 
 }  // namespace tessera::cuda

@@ -1,5 +1,6 @@
-// Reference elementwise kernels on the transformer's hot path: the fused
-// SwiGLU gate (silu(gate) * up in one pass) and the residual add.
+/// \file
+/// Reference elementwise kernels on the transformer's hot path: the fused
+/// SwiGLU gate (silu(gate) * up in one pass) and the residual add.
 #pragma once
 
 #include <cmath>

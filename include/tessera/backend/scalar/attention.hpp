@@ -1,7 +1,8 @@
-// Reference attention: out[t, h] = softmax_j(scale * q[t, h] . k[j, g]) v[j, g]
-// over the keys j the mask lets query t see, with g = h / (n_heads / n_kv_heads)
-// (MHA when equal, GQA in between, MQA with one KV head). Plain loops, double
-// accumulation: the truth the SIMD naive and flash paths are tested against.
+/// \file
+/// Reference attention: out[t, h] = softmax_j(scale * q[t, h] . k[j, g]) v[j, g]
+/// over the keys j the mask lets query t see, with g = h / (n_heads / n_kv_heads)
+/// (MHA when equal, GQA in between, MQA with one KV head). Plain loops, double
+/// accumulation: the truth the SIMD naive and flash paths are tested against.
 #pragma once
 
 #include <cmath>

@@ -1,6 +1,7 @@
-// Reference evaluation of expr/ trees: one element at a time, one thread, row
-// by row; reductions and softmax sums accumulate in double. Every SIMD result
-// is tested against these loops.
+/// \file
+/// Reference evaluation of expr/ trees: one element at a time, one thread, row
+/// by row; reductions and softmax sums accumulate in double. Every SIMD result
+/// is tested against these loops.
 #pragma once
 
 #include <cmath>
@@ -211,6 +212,7 @@ void argmax_last(const TensorView<I, R>& dst, X&& x) {
     dst.data()[expr::row_offset(idx, dst.strides())] = static_cast<I>(best_j);
   }
 }
+/// argmax_last into an owning tensor (through its view).
 template <class I, int R, expr::Tensorish X>
 void argmax_last(Tensor<I, R>& dst, X&& x) { argmax_last(dst.view(), std::forward<X>(x)); }
 

@@ -1,6 +1,7 @@
-// Reference matrix products with float-like weights (f32, f16, bf16) and f32
-// activations. Weights are stored as GGUF does: W [N, K], one output feature
-// per row, so y = W x reads each row once.
+/// \file
+/// Reference matrix products with float-like weights (f32, f16, bf16) and f32
+/// activations. Weights are stored as GGUF does: W [N, K], one output feature
+/// per row, so y = W x reads each row once.
 #pragma once
 
 #include <span>
@@ -39,6 +40,7 @@ void gemm(TensorView<const W, 2> w, TensorView<const float, 2> x, TensorView<flo
 /// Same signature as the SIMD backend's; the reference needs no scratch.
 template <class W>
 constexpr size_t gemm_scratch_size(int64_t) { return 0; }
+/// gemm with the SIMD backend's signature; the scratch is ignored.
 template <class W>
 void gemm(TensorView<const W, 2> w, TensorView<const float, 2> x, TensorView<float, 2> y, std::span<float>) {
   gemm(w, x, y);

@@ -1,5 +1,6 @@
-// Reference RMSNorm and LayerNorm over the last axis. Sums are taken in double,
-// so the reference is more accurate than any fast path compared against it.
+/// \file
+/// Reference RMSNorm and LayerNorm over the last axis. Sums are taken in double,
+/// so the reference is more accurate than any fast path compared against it.
 #pragma once
 
 #include <cmath>

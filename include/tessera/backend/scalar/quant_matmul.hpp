@@ -1,6 +1,7 @@
-// Reference products of quantized weights (q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q6_K,
-// stored [N, K / block_size] as GGUF does) with activations quantized to the
-// paired 8-bit block (backend/quant_act.hpp): the truth the SIMD path is tested against.
+/// \file
+/// Reference products of quantized weights (q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q6_K,
+/// stored [N, K / block_size] as GGUF does) with activations quantized to the
+/// paired 8-bit block (backend/quant_act.hpp): the truth the SIMD path is tested against.
 #pragma once
 
 #include <cstdint>

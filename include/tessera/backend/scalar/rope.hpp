@@ -1,6 +1,7 @@
-// Reference rotary position embedding: each pair (a, b) of a head is rotated by
-// theta = pos * freq(i) (base^(-2i/n_dims), scaled): (a cos - b sin, a sin + b cos),
-// times mscale for YaRN.
+/// \file
+/// Reference rotary position embedding: each pair (a, b) of a head is rotated by
+/// theta = pos * freq(i) (base^(-2i/n_dims), scaled): (a cos - b sin, a sin + b cos),
+/// times mscale for YaRN.
 #pragma once
 
 #include <cmath>

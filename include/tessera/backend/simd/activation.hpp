@@ -1,4 +1,5 @@
-// SwiGLU and residual add with xsimd batches (xsimd::exp is a few ulp from std::exp).
+/// \file
+/// SwiGLU and residual add with xsimd batches (xsimd::exp is a few ulp from std::exp).
 #pragma once
 
 #include "tessera/core/compiler.hpp"

@@ -1,19 +1,20 @@
-// Attention on xsimd + OpenMP, two algorithms with the scalar reference's
-// contract (backend/scalar/attention.hpp):
-//
-//   naive  one head per work item: the [n_q, n_keys] score matrix S = scale QK^T
-//          (masked entries -inf), row softmax, then P V.  Scratch n_q n_keys
-//          floats per thread (at most n_heads threads have work): quadratic,
-//          so only for short sequences and decode.
-//   flash  work items of (query tile, KV head, some of its query heads); keys in
-//          tiles of kKeyTile with an online softmax: per row a running max m,
-//          sum l and output acc, and for each new tile with max m' >= m,
-//          acc <- acc e^(m - m') + sum_j e^(s_j - m') v_j, l likewise.  Scratch is
-//          O(tile) per thread whatever the length; the query heads that share a
-//          KV head are in one item, so a K/V tile is read (and converted from
-//          f16/q8_0) once for all of them.
-//
-// K and V stay where the cache keeps them; f32 rows are read in place.
+/// \file
+/// Attention on xsimd + OpenMP, two algorithms with the scalar reference's
+/// contract (backend/scalar/attention.hpp):
+///
+///   naive  one head per work item: the [n_q, n_keys] score matrix S = scale QK^T
+///          (masked entries -inf), row softmax, then P V.  Scratch n_q n_keys
+///          floats per thread (at most n_heads threads have work): quadratic,
+///          so only for short sequences and decode.
+///   flash  work items of (query tile, KV head, some of its query heads); keys in
+///          tiles of kKeyTile with an online softmax: per row a running max m,
+///          sum l and output acc, and for each new tile with max m' >= m,
+///          acc <- acc e^(m - m') + sum_j e^(s_j - m') v_j, l likewise.  Scratch is
+///          O(tile) per thread whatever the length; the query heads that share a
+///          KV head are in one item, so a K/V tile is read (and converted from
+///          f16/q8_0) once for all of them.
+///
+/// K and V stay where the cache keeps them; f32 rows are read in place.
 #pragma once
 
 #include "tessera/core/compiler.hpp"
@@ -31,10 +32,10 @@ TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
 
 namespace tessera::backend::simd {
 
-inline constexpr int64_t kKeyTile = 64;     // keys per flash tile: S tile + K/V tiles stay in L1/L2
-inline constexpr int64_t kQueryTile = 16;   // query tokens per flash work item
-// automatic: naive only while S fits 8 KiB; flash measured faster from there
-// on (decode over 4k keys: 2.5x; causal prefill of 512: 1.1x, of 16k: 3.8x).
+inline constexpr int64_t kKeyTile = 64;     ///< keys per flash tile: S tile + K/V tiles stay in L1/L2
+inline constexpr int64_t kQueryTile = 16;   ///< query tokens per flash work item
+/// automatic: naive only while S fits 8 KiB; flash measured faster from there
+/// on (decode over 4k keys: 2.5x; causal prefill of 512: 1.1x, of 16k: 3.8x).
 inline constexpr size_t kNaiveMaxScores = size_t{1} << 11;
 
 namespace detail {

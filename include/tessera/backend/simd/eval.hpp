@@ -1,6 +1,7 @@
-// SIMD evaluation of expr/ trees: xsimd batches along contiguous runs of the
-// last axis with a scalar tail, OpenMP over rows (and over chunks of long rows).
-// Also row-wise softmax, log-softmax and argmax over an expression.
+/// \file
+/// SIMD evaluation of expr/ trees: xsimd batches along contiguous runs of the
+/// last axis with a scalar tail, OpenMP over rows (and over chunks of long rows).
+/// Also row-wise softmax, log-softmax and argmax over an expression.
 #pragma once
 
 #include "tessera/core/compiler.hpp"
@@ -291,6 +292,7 @@ void argmax_last(const TensorView<I, R>& dst, X&& x) {
     }
   });
 }
+/// argmax_last into an owning tensor (through its view).
 template <class I, int R, expr::Tensorish X>
 void argmax_last(Tensor<I, R>& dst, X&& x) { argmax_last(dst.view(), std::forward<X>(x)); }
 

@@ -1,6 +1,7 @@
-// SIMD evaluators of expr/ nodes: each reads one row of the iteration space,
-// a batch of kWidth consecutive elements at a time (batch(j)) or one element
-// (at(j), for tails). The whole tree inlines into the caller's loop body.
+/// \file
+/// SIMD evaluators of expr/ nodes: each reads one row of the iteration space,
+/// a batch of kWidth consecutive elements at a time (batch(j)) or one element
+/// (at(j), for tails). The whole tree inlines into the caller's loop body.
 #pragma once
 
 #include "tessera/core/compiler.hpp"

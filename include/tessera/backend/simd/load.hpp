@@ -1,6 +1,7 @@
-// Loading float-like elements (f32, f16, bf16) as xsimd float batches. f16 goes
-// through F16C / AVX-512 conversion instructions where the target has them;
-// bf16 is a 16-bit shift. Other targets convert through a small stack buffer.
+/// \file
+/// Loading float-like elements (f32, f16, bf16) as xsimd float batches. f16 goes
+/// through F16C / AVX-512 conversion instructions where the target has them;
+/// bf16 is a 16-bit shift. Other targets convert through a small stack buffer.
 #pragma once
 
 #include "tessera/core/compiler.hpp"
@@ -16,12 +17,17 @@ TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
 
 namespace tessera::backend::simd {
 
+/// The xsimd architecture of the build target (AVX-512, AVX2, NEON, SSE2, ...).
 using arch = xsimd::default_arch;
+/// A batch of floats at the target's full SIMD width.
 using fbatch = xsimd::batch<float, arch>;
+/// Floats per fbatch (16 on AVX-512, 8 on AVX2, 4 on NEON / SSE2).
 inline constexpr size_t kWidth = fbatch::size;
 
+/// kWidth floats from p (unaligned).
 inline fbatch load(const float* p) { return fbatch::load_unaligned(p); }
 
+/// kWidth f16 values from p (unaligned), widened to float.
 inline fbatch load(const f16* p) {
 #if defined(__AVX512F__)
   return fbatch(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
@@ -34,6 +40,7 @@ inline fbatch load(const f16* p) {
 #endif
 }
 
+/// kWidth bf16 values from p (unaligned), widened to float (exact: a 16-bit shift).
 inline fbatch load(const bf16* p) {
 #if defined(__AVX512F__)
   return fbatch(_mm512_castsi512_ps(

@@ -1,9 +1,10 @@
-// Matrix products with float-like weights (f32, f16, bf16) and f32
-// activations. gemv (decode) streams weight rows, four at a time sharing each
-// load of x; it is memory-bound, so the point is to keep every load in flight.
-// gemm (prefill) hands the arithmetic to Eigen's blocked GEMM, which measured
-// faster on this target than a hand-written kernel of the same size; f16/bf16
-// weights are widened a tile at a time into caller-provided scratch.
+/// \file
+/// Matrix products with float-like weights (f32, f16, bf16) and f32
+/// activations. gemv (decode) streams weight rows, four at a time sharing each
+/// load of x; it is memory-bound, so the point is to keep every load in flight.
+/// gemm (prefill) hands the arithmetic to Eigen's blocked GEMM, which measured
+/// faster on this target than a hand-written kernel of the same size; f16/bf16
+/// weights are widened a tile at a time into caller-provided scratch.
 #pragma once
 
 #include "tessera/core/compiler.hpp"

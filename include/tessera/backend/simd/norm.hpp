@@ -1,4 +1,5 @@
-// RMSNorm and LayerNorm over the last axis with xsimd batches; rows in parallel.
+/// \file
+/// RMSNorm and LayerNorm over the last axis with xsimd batches; rows in parallel.
 #pragma once
 
 #include "tessera/core/compiler.hpp"

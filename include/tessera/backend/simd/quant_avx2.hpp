@@ -1,6 +1,7 @@
-// AVX2 block kernels: Kernel<W>::unpack widens a weight block to int8 lanes,
-// accumulate multiplies it into an activation block (u8 x s8 by vpmaddubsw, or
-// vpdpbusd under VNNI), scaled to float once per block; and activation quantization.
+/// \file
+/// AVX2 block kernels: Kernel<W>::unpack widens a weight block to int8 lanes,
+/// accumulate multiplies it into an activation block (u8 x s8 by vpmaddubsw, or
+/// vpdpbusd under VNNI), scaled to float once per block; and activation quantization.
 #pragma once
 
 #include "tessera/core/compiler.hpp"

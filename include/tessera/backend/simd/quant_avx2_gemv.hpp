@@ -1,5 +1,6 @@
-// AVX2 decode kernels for q4_0, q4_1, q5_0 and q5_1 with two weight blocks per 256-bit
-// register, against activations rearranged once per gemv to match (PairedX).
+/// \file
+/// AVX2 decode kernels for q4_0, q4_1, q5_0 and q5_1 with two weight blocks per 256-bit
+/// register, against activations rearranged once per gemv to match (PairedX).
 #pragma once
 
 #include "tessera/core/compiler.hpp"

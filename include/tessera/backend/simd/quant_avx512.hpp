@@ -1,6 +1,7 @@
-// AVX-512 VNNI decode kernel for q8_0: two blocks per 512-bit register,
-// products by vpdpbusd. (q4_0 / q4_1 take vpdpbusd at 256 bits in
-// quant_avx2_gemv.hpp, where their nibble layout needs no shuffles.)
+/// \file
+/// AVX-512 VNNI decode kernel for q8_0: two blocks per 512-bit register,
+/// products by vpdpbusd. (q4_0 / q4_1 take vpdpbusd at 256 bits in
+/// quant_avx2_gemv.hpp, where their nibble layout needs no shuffles.)
 #pragma once
 
 #include "tessera/core/compiler.hpp"

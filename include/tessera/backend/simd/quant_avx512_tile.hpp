@@ -1,19 +1,20 @@
-// AVX-512 VNNI gemm (prefill) for the 32-value weight formats (q8_0, q4_0,
-// q4_1, q5_0, q5_1) against 8-bit activations.
-//
-// A panel of 16 weight rows is unpacked once per chunk of 32 blocks into the
-// layout vpdpbusd wants: for each block and each group of 4 values, one
-// 64-byte vector holding those 4 values of all 16 rows. The kernel then
-// multiplies that vector by 4 activation bytes broadcast from memory, so one
-// vpdpbusd is 64 multiply-adds for 16 rows, and the int32 lanes hold whole
-// block sums, one row per lane: after a block's 8 steps one conversion and
-// one FMA per activation row apply the 16 rows' scales. The unpacking is
-// paid once per panel and shared by every activation row.
-//
-// Weights enter vpdpbusd's unsigned operand as stored plus an offset
-// (q8_0: w + 128; q4_0: q = w + 8; q5_0: q = w + 16; q4_1 / q5_1: q): the
-// offset's share off * sum(x) depends on the activation block alone and is
-// the block sum's starting value. q4_1 / q5_1 add m * s (q8_1's s) instead.
+/// \file
+/// AVX-512 VNNI gemm (prefill) for the 32-value weight formats (q8_0, q4_0,
+/// q4_1, q5_0, q5_1) against 8-bit activations.
+///
+/// A panel of 16 weight rows is unpacked once per chunk of 32 blocks into the
+/// layout vpdpbusd wants: for each block and each group of 4 values, one
+/// 64-byte vector holding those 4 values of all 16 rows. The kernel then
+/// multiplies that vector by 4 activation bytes broadcast from memory, so one
+/// vpdpbusd is 64 multiply-adds for 16 rows, and the int32 lanes hold whole
+/// block sums, one row per lane: after a block's 8 steps one conversion and
+/// one FMA per activation row apply the 16 rows' scales. The unpacking is
+/// paid once per panel and shared by every activation row.
+///
+/// Weights enter vpdpbusd's unsigned operand as stored plus an offset
+/// (q8_0: w + 128; q4_0: q = w + 8; q5_0: q = w + 16; q4_1 / q5_1: q): the
+/// offset's share off * sum(x) depends on the activation block alone and is
+/// the block sum's starting value. q4_1 / q5_1 add m * s (q8_1's s) instead.
 #pragma once
 
 #include "tessera/core/compiler.hpp"

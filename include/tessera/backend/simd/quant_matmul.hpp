@@ -1,6 +1,7 @@
-// Quantized matrix products, fast path, with the signatures of
-// backend/scalar/quant_matmul.hpp: gemv streams weight rows (decode), gemm
-// reuses L2-sized weight tiles across activation rows (prefill).
+/// \file
+/// Quantized matrix products, fast path, with the signatures of
+/// backend/scalar/quant_matmul.hpp: gemv streams weight rows (decode), gemm
+/// reuses L2-sized weight tiles across activation rows (prefill).
 #pragma once
 
 #include "tessera/core/compiler.hpp"

@@ -1,6 +1,7 @@
-// Rotary position embedding: cos/sin are computed once per token and pair and
-// shared by all heads (the trigonometry dominates otherwise); the rotation
-// itself is a simple loop the compiler vectorises.
+/// \file
+/// Rotary position embedding: cos/sin are computed once per token and pair and
+/// shared by all heads (the trigonometry dominates otherwise); the rotation
+/// itself is a simple loop the compiler vectorises.
 #pragma once
 
 #include "tessera/core/compiler.hpp"
@@ -17,6 +18,7 @@ TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
 
 namespace tessera::backend::simd {
 
+/// Most rotated dims per head rope() takes: its per-call frequency tables live on the stack.
 inline constexpr int kMaxRopeDims = 1024;
 
 /// Rotates x in place.  x [n_tokens, n_heads, head_dim] (head rows packed), pos [n_tokens].  O(n).

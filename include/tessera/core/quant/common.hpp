@@ -1,6 +1,7 @@
-// Pieces shared by the quant codecs: the size contract of quantize_row /
-// dequantize_row, rounding that cannot overflow an int, and the scales of
-// symmetric int8 blocks and of k-quant super-blocks.
+/// \file
+/// Pieces shared by the quant codecs: the size contract of quantize_row /
+/// dequantize_row, rounding that cannot overflow an int, and the scales of
+/// symmetric int8 blocks and of k-quant super-blocks.
 #pragma once
 
 #include <cmath>

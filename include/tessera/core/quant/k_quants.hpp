@@ -1,6 +1,7 @@
-// Scalar codecs of the k-quants (256-value super-blocks): q4_K, x ~ d sc_j q -
-// dmin m_j over 8 sub-blocks of 32 with 6-bit sc/m; q6_K, x ~ d sc_j (q - 32)
-// over 16 sub-blocks of 16 with int8 sc and 6-bit q split into ql and qh.
+/// \file
+/// Scalar codecs of the k-quants (256-value super-blocks): q4_K, x ~ d sc_j q -
+/// dmin m_j over 8 sub-blocks of 32 with 6-bit sc/m; q6_K, x ~ d sc_j (q - 32)
+/// over 16 sub-blocks of 16 with int8 sc and 6-bit q split into ql and qh.
 #pragma once
 
 #include <algorithm>

@@ -1,6 +1,7 @@
-// Scalar codecs of the 32-value 4-bit formats: q4_0 (x ~ d (q - 8)) and
-// q4_1 (x ~ d q + m). Value j sits in the low nibble of qs[j], value j + 16
-// in the high nibble.
+/// \file
+/// Scalar codecs of the 32-value 4-bit formats: q4_0 (x ~ d (q - 8)) and
+/// q4_1 (x ~ d q + m). Value j sits in the low nibble of qs[j], value j + 16
+/// in the high nibble.
 #pragma once
 
 #include <cmath>

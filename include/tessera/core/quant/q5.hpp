@@ -1,9 +1,10 @@
-// Scalar codecs of the 32-value 5-bit formats: q5_0 (x ~ d (q - 16)) and
-// q5_1 (x ~ d q + m). The low 4 bits sit as in q4_0 (value j in the low
-// nibble of qs[j], value j + 16 in the high nibble); bit 4 of value j is bit
-// j of qh, read as a little-endian uint32. llama.cpp's quantizer falls back
-// to q5_0 / q5_1 for rows that are not a multiple of 256 in a k-quant file,
-// so "Q4_K" files of small models are mostly these.
+/// \file
+/// Scalar codecs of the 32-value 5-bit formats: q5_0 (x ~ d (q - 16)) and
+/// q5_1 (x ~ d q + m). The low 4 bits sit as in q4_0 (value j in the low
+/// nibble of qs[j], value j + 16 in the high nibble); bit 4 of value j is bit
+/// j of qh, read as a little-endian uint32. llama.cpp's quantizer falls back
+/// to q5_0 / q5_1 for rows that are not a multiple of 256 in a k-quant file,
+/// so "Q4_K" files of small models are mostly these.
 #pragma once
 
 #include <cmath>

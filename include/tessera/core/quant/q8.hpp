@@ -1,6 +1,7 @@
-// Scalar codecs of the symmetric 8-bit formats q8_0, q8_1 (+ block sum) and
-// q8_K (+ per-16 sums): x ~ d * q with d = amax / 127, q = x * 127 / amax
-// rounded to nearest, ties to even.
+/// \file
+/// Scalar codecs of the symmetric 8-bit formats q8_0, q8_1 (+ block sum) and
+/// q8_K (+ per-16 sums): x ~ d * q with d = amax / 127, q = x * 127 / amax
+/// rounded to nearest, ties to even.
 #pragma once
 
 #include <algorithm>
