@@ -52,6 +52,58 @@ struct GenerationResult {
 /// Called with each piece of final text; return false to stop.
 using OnText = std::function<bool(std::string_view)>;
 
+/// The output side of one generation, shared by generate() and the Scheduler so
+/// both apply the same rules in the same order: each new token is recorded,
+/// then generation ends on an end-of-generation token (its text is not
+/// emitted), an on_text that returns false, a stop string, max_new_tokens, or a
+/// full context.  Text is streamed as it becomes final (whole UTF-8 characters,
+/// nothing that could still be a stop string's start).  `tok`, `on_text` and
+/// `r` must outlive the stream.
+class TokenStream {
+ public:
+  /// Streams into `r`, calling `on_text` (may be empty) with each final piece.
+  TokenStream(const io::Tokenizer& tok, const GenerationConfig& cfg, const OnText& on_text, GenerationResult& r)
+      : tok_(&tok), max_new_(cfg.max_new_tokens), stop_at_eog_(cfg.stop_at_eog), on_text_(&on_text), r_(&r),
+        decoder_(tok), stops_(cfg.stop_strings) {}
+
+  /// Records `token` (already accepted by the sampler); `n_past` is the number
+  /// of positions evaluated so far, `n_ctx` the context.  True when generation
+  /// ends here; r.stop says why.
+  bool push(int32_t token, int64_t n_past, int64_t n_ctx) {
+    GenerationResult& r = *r_;
+    r.tokens.push_back(token);
+    r.stop = StopReason::max_tokens;
+    if (stop_at_eog_ && tok_->is_eog(token)) return r.stop = StopReason::end_of_generation, true;
+    if (!emit(stops_.push(decoder_.push(token)))) return r.stop = StopReason::callback, true;
+    if (stops_.stopped()) return r.stop = StopReason::stop_string, true;
+    if (static_cast<int>(r.tokens.size()) >= max_new_) return true;
+    if (n_past >= n_ctx) return r.stop = StopReason::context_full, true;
+    return false;
+  }
+
+  /// Releases held-back text at the end, except after a stop string (it is the
+  /// stop string's start) or a callback that asked to stop (it must not be
+  /// called again).
+  void finish() {
+    if (r_->stop != StopReason::stop_string && r_->stop != StopReason::callback)
+      emit(stops_.push(decoder_.flush()) + stops_.flush());
+  }
+
+ private:
+  bool emit(const std::string& text) {
+    r_->text += text;
+    return text.empty() || !*on_text_ || (*on_text_)(text);
+  }
+
+  const io::Tokenizer* tok_;
+  int max_new_;
+  bool stop_at_eog_;
+  const OnText* on_text_;
+  GenerationResult* r_;
+  io::StreamDecoder decoder_;
+  StopStringMatcher stops_;
+};
+
 /// What generate() needs of a context: LlamaContext on the CPU,
 /// LlamaCudaContext on a GPU.
 template <class C>
@@ -94,28 +146,14 @@ GenerationResult generate(Ctx& ctx, const io::Tokenizer& tok, sample::Sampler& s
   const auto t1 = clock::now();
   r.prefill_s = seconds(t0, t1);
 
-  io::StreamDecoder decoder(tok);
-  StopStringMatcher stops(cfg.stop_strings);
-  auto emit = [&](const std::string& text) {
-    r.text += text;
-    return text.empty() || !on_text || on_text(text);
-  };
-  r.stop = StopReason::max_tokens;
-  for (int i = 0; i < cfg.max_new_tokens; ++i) {
+  TokenStream out(tok, cfg, on_text, r);
+  for (int i = 0;; ++i) {
     sampler.accept(token);
-    r.tokens.push_back(token);
     if (i == 0) r.ttft_s = seconds(t0, clock::now());
-    if (cfg.stop_at_eog && tok.is_eog(token)) { r.stop = StopReason::end_of_generation; break; }
-    if (!emit(stops.push(decoder.push(token)))) { r.stop = StopReason::callback; break; }
-    if (stops.stopped()) { r.stop = StopReason::stop_string; break; }
-    if (i + 1 == cfg.max_new_tokens) break;
-    if (ctx.n_past() >= ctx.n_ctx()) { r.stop = StopReason::context_full; break; }
+    if (out.push(token, ctx.n_past(), ctx.n_ctx())) break;
     token = step(std::span<const int32_t>(&token, 1));
   }
-  // Held-back text is released at the end, except after a stop string (it is the stop string's start)
-  // or a callback that asked to stop (it must not be called again).
-  if (r.stop != StopReason::stop_string && r.stop != StopReason::callback)
-    emit(stops.push(decoder.flush()) + stops.flush());
+  out.finish();
   r.decode_s = seconds(t1, clock::now());
   return r;
 }

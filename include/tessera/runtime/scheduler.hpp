@@ -41,10 +41,8 @@
 #include "tessera/kv/paged.hpp"
 #include "tessera/models/llama.hpp"
 #include "tessera/models/llama_batch.hpp"
-#include "tessera/models/llama_context.hpp"
 #include "tessera/runtime/generator.hpp"
 #include "tessera/runtime/metrics.hpp"
-#include "tessera/runtime/stop_strings.hpp"
 #include "tessera/sample/sampler.hpp"
 
 namespace tessera::runtime {
@@ -209,15 +207,14 @@ class Scheduler {
  private:
   struct Seq {
     Seq(uint64_t i, ServeRequest r, const io::Tokenizer& tok, int n_vocab)
-        : id(i), req(std::move(r)), sampler(req.sampling, n_vocab), decoder(tok), stops(req.generation.stop_strings) {}
+        : id(i), req(std::move(r)), sampler(req.sampling, n_vocab), out(tok, req.generation, req.on_text, result) {}
     uint64_t id;
     ServeRequest req;
     sample::Sampler sampler;
-    io::StreamDecoder decoder;
-    StopStringMatcher stops;
+    GenerationResult result;
+    TokenStream out;                          // generate()'s rules over result
     std::unique_ptr<kv::PagedKvCache> cache;  // null while waiting
     std::vector<int32_t> tokens;              // prompt + generated; the last one is not in the cache yet
-    GenerationResult result;
     int64_t order = 0;  // admission order: the largest is the youngest
     double arrival = 0;
     bool cancelled = false;
@@ -266,37 +263,20 @@ class Scheduler {
     return need;
   }
 
-  // generate()'s per-token rules, in its order. True when the request ends.
+  // A sampled token: generate()'s rules through the shared TokenStream. True when the request ends.
   bool emit_token(Seq& s, int32_t token, double t) {
-    GenerationResult& r = s.result;
     s.sampler.accept(token);
-    r.tokens.push_back(token);
     s.tokens.push_back(token);
-    if (r.tokens.size() == 1) r.ttft_s = t - s.arrival;
+    if (s.result.tokens.empty()) s.result.ttft_s = t - s.arrival;
     if (metrics_) metrics_->on_tokens(s.id, t);
-    auto emit = [&](const std::string& text) {
-      r.text += text;
-      return text.empty() || !s.req.on_text || s.req.on_text(text);
-    };
-    r.stop = StopReason::max_tokens;
-    if (s.req.generation.stop_at_eog && tok_->is_eog(token)) return r.stop = StopReason::end_of_generation, true;
-    if (!emit(s.stops.push(s.decoder.push(token)))) return r.stop = StopReason::callback, true;
-    if (s.stops.stopped()) return r.stop = StopReason::stop_string, true;
-    if (static_cast<int>(r.tokens.size()) >= s.req.generation.max_new_tokens) return true;
-    if (static_cast<int64_t>(s.tokens.size()) - 1 >= cfg_.n_ctx) return r.stop = StopReason::context_full, true;
-    return false;
+    return s.out.push(token, static_cast<int64_t>(s.tokens.size()) - 1, cfg_.n_ctx);
   }
 
   void finish(Seq& s) {
-    GenerationResult& r = s.result;
-    if (r.stop != StopReason::stop_string && r.stop != StopReason::callback) {
-      const std::string rest = s.stops.push(s.decoder.flush()) + s.stops.flush();
-      r.text += rest;
-      if (!rest.empty() && s.req.on_text) s.req.on_text(rest);
-    }
+    s.out.finish();
     s.cache.reset();
     if (metrics_) metrics_->on_finish(s.id, now());
-    if (s.req.on_done) s.req.on_done(r);
+    if (s.req.on_done) s.req.on_done(s.result);
   }
 
   std::shared_ptr<const models::LlamaModel> model_;
