@@ -12,6 +12,8 @@
 usage: check_reference.py ROOT      (exit 1 with one line per problem)
 """
 import glob
+import importlib.machinery
+import importlib.util
 import os
 import re
 import sys
@@ -31,9 +33,12 @@ def prose(text):
             yield line
 
 
-def slug(text):
-    text = re.sub(r"`([^`]*)`", r"\1", text).strip().lower()
-    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+# The site's filter gives headings these anchors: one slug rule for both.
+_filter = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "docs-md-filter")
+_loader = importlib.machinery.SourceFileLoader("docs_md_filter", _filter)
+_module = importlib.util.module_from_spec(importlib.util.spec_from_loader("docs_md_filter", _loader))
+_loader.exec_module(_module)
+slug = _module.slug
 
 
 def anchors(path):

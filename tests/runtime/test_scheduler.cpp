@@ -20,6 +20,9 @@ using namespace tessera;
 
 namespace {
 
+// Steps of at most this many rows carry decode's exact bits.
+constexpr int kExact = static_cast<int>(backend::kDecodeExactRows);
+
 struct Case {
   std::string prompt;
   sample::SamplerParams sampling;
@@ -98,13 +101,8 @@ void same_as_solo(const test::DefaultModel& m, const Served& s) {
 TEST_CASE("Scheduler: interleaved requests with chunked prefill give each its solo tokens", "[scheduler]") {
   const auto m = test::load_default_model();
   TESSERA_SKIP_WITHOUT_DEFAULT_MODEL(m);
-  runtime::SchedulerConfig cfg;
-  cfg.max_seqs = 4;
-  cfg.step_tokens = static_cast<int>(backend::kDecodeExactRows);
-  cfg.n_ctx = 128;
-  cfg.block_size = 8;
   runtime::Metrics metrics;
-  const Served s = serve(m, cfg, &metrics);
+  const Served s = serve(m, {.max_seqs = 4, .step_tokens = kExact, .n_ctx = 128, .block_size = 8}, &metrics);
   same_as_solo(m, s);
   CHECK(s.preemptions == 0);
   const auto snap = metrics.snapshot(1e9);
@@ -121,13 +119,8 @@ TEST_CASE("Scheduler: interleaved requests with chunked prefill give each its so
 TEST_CASE("Scheduler: a pool too small for everyone preempts and recomputes, tokens unchanged", "[scheduler]") {
   const auto m = test::load_default_model();
   TESSERA_SKIP_WITHOUT_DEFAULT_MODEL(m);
-  runtime::SchedulerConfig cfg;
-  cfg.max_seqs = 8;
-  cfg.step_tokens = static_cast<int>(backend::kDecodeExactRows);
-  cfg.n_ctx = 64;
-  cfg.block_size = 4;
-  cfg.n_blocks = 14;  // 56 positions for 6 requests of up to 26
-  const Served s = serve(m, cfg);
+  // 14 blocks of 4: 56 positions for 6 requests of up to 26
+  const Served s = serve(m, {.max_seqs = 8, .step_tokens = kExact, .n_ctx = 64, .block_size = 4, .n_blocks = 14});
   same_as_solo(m, s);
   INFO("preemptions " << s.preemptions << ", steps " << s.steps);
   CHECK(s.preemptions > 0);
@@ -136,12 +129,7 @@ TEST_CASE("Scheduler: a pool too small for everyone preempts and recomputes, tok
 TEST_CASE("Scheduler: cancellation ends a request at the next step and frees its blocks", "[scheduler]") {
   const auto m = test::load_default_model();
   TESSERA_SKIP_WITHOUT_DEFAULT_MODEL(m);
-  runtime::SchedulerConfig cfg;
-  cfg.max_seqs = 2;
-  cfg.step_tokens = 16;
-  cfg.n_ctx = 128;
-  cfg.block_size = 8;
-  runtime::Scheduler sched(m.model, *m.tok, cfg);
+  runtime::Scheduler sched(m.model, *m.tok, {.max_seqs = 2, .step_tokens = kExact, .n_ctx = 128, .block_size = 8});
   std::map<uint64_t, runtime::GenerationResult> done;
   auto submit = [&](const char* text, int n) {
     runtime::ServeRequest r;
@@ -180,11 +168,7 @@ TEST_CASE("Scheduler: cancellation ends a request at the next step and frees its
 TEST_CASE("Scheduler: bad requests are Errors and queue nothing", "[scheduler]") {
   const auto m = test::load_default_model();
   TESSERA_SKIP_WITHOUT_DEFAULT_MODEL(m);
-  runtime::SchedulerConfig cfg;
-  cfg.n_ctx = 32;
-  cfg.block_size = 8;
-  cfg.n_blocks = 3;
-  runtime::Scheduler sched(m.model, *m.tok, cfg);
+  runtime::Scheduler sched(m.model, *m.tok, {.n_ctx = 32, .block_size = 8, .n_blocks = 3});
   runtime::ServeRequest empty;
   CHECK_THROWS_WITH(sched.submit(empty), Catch::Contains("empty prompt"));
   runtime::ServeRequest long_prompt;
