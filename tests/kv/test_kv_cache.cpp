@@ -211,6 +211,75 @@ TEST_CASE("kv paged fork shares blocks, copies on write, and behaves like a copy
   REQUIRE(pool->n_free() == 32);
 }
 
+TEST_CASE("kv pool prefix caching: publish, adopt, keep freed blocks findable, evict least recently freed", "[kv]") {
+  KvLayout L = kLayout;
+  auto pool = std::make_shared<KvBlockPool>(L, 4, 6);
+  const std::vector<int32_t> toks = {5, 6, 7, 8, 9, 10, 11, 12, 13};
+  const uint64_t k0 = prefix_key(0, std::span(toks).subspan(0, 4));
+  const uint64_t k1 = prefix_key(k0, std::span(toks).subspan(4, 4));
+  REQUIRE(k0 != k1);
+  REQUIRE(prefix_key(0, std::span(toks).subspan(4, 4)) != k1);  // the parent is part of the key
+  REQUIRE(pool->find(k0) == -1);
+
+  Shadow sa;
+  std::vector<int32_t> shared;
+  {
+    PagedKvCache a(pool, 64);
+    append(a, sa, 9);  // 3 blocks, two full
+    pool->publish(a.block_table()[0], k0);
+    pool->publish(a.block_table()[1], k1);
+    pool->publish(a.block_table()[2], k1);  // a key names one block: the first stays
+    REQUIRE(pool->find(k1) == a.block_table()[1]);
+    REQUIRE(pool->n_published() == 2);
+    shared = {a.block_table()[0], a.block_table()[1]};
+
+    PagedKvCache b(pool, 64);  // a second sequence on the same prefix, while a holds it
+    b.adopt(std::vector<int32_t>{pool->find(k0), pool->find(k1)});
+    REQUIRE(b.size() == 8);
+    REQUIRE(pool->refs(shared[0]) == 2);
+    REQUIRE(pool->n_free() == 3);  // adopting took no block
+    Shadow sb = sa;
+    for (int l = 0; l < 3; ++l) {  // b holds a's first 8 positions only
+      sb.k[l].erase(8);
+      sb.v[l].erase(8);
+    }
+    check_contents(b, sb, 0);  // a's rows, seen through b
+    append(b, sb, 2);  // b's own block after the shared ones
+    check_contents(b, sb, 0);
+    check_contents(a, sa, 0);
+    CHECK_THROWS_WITH(b.adopt(shared), Catch::Contains("adopt() on a cache holding 10 positions"));
+  }
+  // Both gone: every block is free, the published ones still findable.
+  REQUIRE(pool->n_free() == 6);
+  REQUIRE(pool->find(k0) == shared[0]);
+  {
+    PagedKvCache c(pool, 64);
+    c.adopt(std::vector<int32_t>{pool->find(k0)});  // revived from the free list
+    REQUIRE(pool->n_free() == 5);
+    Shadow sc;
+    for (int l = 0; l < 3; ++l)
+      for (int64_t p = 0; p < 4; ++p) {
+        sc.k[l][p] = sa.k[l].at(p);
+        sc.v[l][p] = sa.v[l].at(p);
+      }
+    check_contents(c, sc, 0);  // the freed block kept its rows
+    c.truncate(2);
+    append(c, sc, 1);  // rewrites inside the published block: it must stop answering for k0
+    REQUIRE(pool->find(k0) == -1);
+    REQUIRE(pool->find(k1) == shared[1]);
+  }
+  // Allocation takes the least recently freed blocks first and evicts their
+  // keys: two never-used blocks, then b's own block (b went before a), then a's.
+  PagedKvCache d(pool, 64);
+  Shadow sd;
+  append(d, sd, 12);
+  REQUIRE(pool->find(k1) == shared[1]);  // freed after the three taken
+  append(d, sd, 4);
+  REQUIRE(d.block_table()[3] == shared[1]);
+  REQUIRE(pool->find(k1) == -1);
+  REQUIRE(pool->n_published() == 0);
+}
+
 TEST_CASE("kv growing fork is an independent copy, through growth and truncation", "[kv]") {
   KvLayout L = kLayout;
   GrowingKvCache a(L, 100, 4);
