@@ -530,3 +530,51 @@ TEST_CASE("attention decode: key ranges split over 1-4 threads merge to the refe
         }
   set_num_threads(saved);
 }
+
+TEST_CASE("attention_decode_batch: each job gets the bits of its own decode call, and the reference", "[attention]") {
+  // Jobs of different lengths (one with no visible key), KV types, masks and
+  // segmentings in one call, over 1-3 threads: every output must equal the
+  // single decode call bit for bit (the batched step's exactness rests on it)
+  // and the scalar reference within kTol (see check_all).
+  const int saved = num_threads();
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    const int64_t H = 6, Hkv = 2, d = 64;
+    std::vector<StoredKv> stores;
+    std::vector<Tensor<float, 3>> qs, outs;
+    std::vector<AttentionParams> ps;
+    const int64_t lengths[] = {1, 17, 300, 1000, 64, 5};
+    for (size_t i = 0; i < std::size(lengths); ++i) {
+      const int64_t n = lengths[i];
+      const KvType t = i % 3 == 0 ? KvType::f32 : i % 3 == 1 ? KvType::f16 : KvType::q8_0;
+      stores.emplace_back(test::random_tensor<float, 3>({n, Hkv, d}), test::random_tensor<float, 3>({n, Hkv, d}), t);
+      if (i % 2) stores.back().scatter();
+      qs.push_back(test::random_tensor<float, 3>({1, H, d}));
+      outs.emplace_back(std::array<int64_t, 3>{1, H, d});
+      ps.push_back(params(d, i == 4 ? AttentionMask::sliding(9) : i == 5 ? AttentionMask::padding(0)
+                                                                           : AttentionMask::causal(),
+                          n - 1));
+    }
+    std::vector<DecodeJob> jobs;
+    for (size_t i = 0; i < stores.size(); ++i) jobs.push_back({qs[i].view(), stores[i].source(), ps[i], outs[i].view()});
+    nn::AttentionWorkspace ws;
+    nn::attention_decode_batch(jobs, ws);
+    for (size_t i = 0; i < stores.size(); ++i) {
+      INFO("threads " << threads << ", job " << i << " of " << lengths[i] << " keys");
+      Tensor<float, 3> alone(qs[i].shape()), ref(qs[i].shape());
+      nn::AttentionWorkspace ws1;
+      nn::attention(qs[i].view(), stores[i].source(), ps[i], alone.view(), ws1);
+      scalar::attention(qs[i].view(), stores[i].source(), ps[i], ref.view());
+      REQUIRE(test::max_abs_diff(outs[i].span(), alone.span()) == 0.0);
+      REQUIRE(test::max_abs_diff(outs[i].span(), ref.span()) <= kTol);
+    }
+  }
+  set_num_threads(saved);
+  nn::AttentionWorkspace ws;
+  nn::attention_decode_batch({}, ws);  // nothing to do is fine
+  auto q2 = test::random_tensor<float, 3>({2, 6, 64});
+  Tensor<float, 3> o2(q2.shape());
+  StoredKv s(test::random_tensor<float, 3>({8, 2, 64}), test::random_tensor<float, 3>({8, 2, 64}), KvType::f32);
+  const DecodeJob two_rows{q2.view(), s.source(), params(64, AttentionMask::causal(), 7), o2.view()};
+  CHECK_THROWS_WITH(nn::attention_decode_batch(std::span(&two_rows, 1), ws), Catch::Contains("one query row"));
+}

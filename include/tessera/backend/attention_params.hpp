@@ -144,6 +144,15 @@ struct AttentionParams {
   }
 };
 
+/// One single-row attention of a batch of them (the decode rows of a batched
+/// step, one per sequence): q and out [1, n_heads, head_dim], over kv with p.
+struct DecodeJob {
+  TensorView<const float, 3> q;  ///< [1, n_heads, head_dim]
+  KvSource kv;                   ///< the sequence's keys and values
+  AttentionParams p;             ///< its mask and position (q_pos0)
+  TensorView<float, 3> out;      ///< [1, n_heads, head_dim]
+};
+
 namespace detail {
 /// Shape checks every backend's attention makes. q, out [n_q, n_heads, head_dim].
 template <class Q, class O>
@@ -169,6 +178,18 @@ void check_attention(const Q& q, const KvSource& kv, const AttentionParams& p, c
         " (q_pos0 ", p.q_pos0, " + ", q.dim(0), " rows), so the mask hides them from every query; set "
         "AttentionParams::q_pos0 to the cache's size before this append, or call nn::attention(q, cache, layer, ...) "
         "(allow_unseen_keys if this is meant)");
+}
+
+/// Checks of a batch of decode jobs: each a valid attention of one query row,
+/// all of the first job's head shape.
+inline void check_decode_jobs(std::span<const DecodeJob> jobs) {
+  for (const DecodeJob& j : jobs) {
+    check_attention(j.q, j.kv, j.p, j.out);
+    TESSERA_CHECK(j.q.dim(0) == 1 && j.q.dim(1) == jobs[0].q.dim(1) && j.q.dim(2) == jobs[0].q.dim(2) &&
+                      j.kv.n_kv_heads == jobs[0].kv.n_kv_heads,
+                  "attention_decode_batch: every job needs one query row of the first job's head shape, got q ",
+                  shape_str(j.q.shape()), " with ", j.kv.n_kv_heads, " KV heads");
+  }
 }
 }  // namespace detail
 

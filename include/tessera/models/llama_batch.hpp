@@ -12,9 +12,11 @@
 ///             Wo, residual, the feed-forward over all rows
 ///   logits    only for the sequences that ask (their last row)
 ///
-/// A step of at most backend::kDecodeExactRows rows carries decode's exact
-/// bits: N sequences decoding together give exactly the logits each would
-/// alone.
+/// A step of at most backend::exact_rows() rows (16 unless a
+/// backend::ExactRowsScope lowers it) carries decode's exact bits: N sequences
+/// decoding together give exactly the logits each would alone. The single
+/// decode rows of all sequences share one batched attention call
+/// (nn::attention_decode_batch), which keeps those bits.
 #pragma once
 
 #include <algorithm>
@@ -48,6 +50,7 @@ class LlamaBatch {
     logits_ = Tensor<float, 2>({max_tokens, c_.n_vocab});
     tokens_.reserve(static_cast<size_t>(max_tokens));
     pos_.reserve(static_cast<size_t>(max_tokens));
+    jobs_.reserve(static_cast<size_t>(max_tokens));
   }
 
   /// The model every step runs.
@@ -104,14 +107,22 @@ class LlamaBatch {
     llama_layers(*model_, c_.n_layers, act_, tokens_, pos_,
                  [&](int l, TensorView<const float, 2> q, TensorView<const float, 2> k, TensorView<const float, 2> v,
                      TensorView<float, 2> out) {
+                   // Each sequence attends over its own cache: the single decode rows all
+                   // together (two parallel regions for the lot), prompt chunks one by one.
+                   jobs_.clear();
                    int64_t r0 = 0;
-                   for (const BatchSeq& s : seqs) {  // each sequence attends over its own cache
+                   for (const BatchSeq& s : seqs) {
                      const int64_t r1 = r0 + static_cast<int64_t>(s.tokens.size());
                      s.cache->write(l, k.narrow(0, r0, r1), v.narrow(0, r0, r1));
-                     nn::attention(q.narrow(0, r0, r1).unflatten_last(c_.n_heads), *s.cache, l, ap,
-                                   out.narrow(0, r0, r1).unflatten_last(c_.n_heads), attn_ws_);
+                     const auto qs = q.narrow(0, r0, r1).unflatten_last(c_.n_heads);
+                     const auto os = out.narrow(0, r0, r1).unflatten_last(c_.n_heads);
+                     if (r1 - r0 == 1)
+                       jobs_.push_back({qs, s.cache->source(l), nn::params_over_cache(*s.cache, ap), os});
+                     else
+                       nn::attention(qs, *s.cache, l, ap, os, attn_ws_);
                      r0 = r1;
                    }
+                   nn::attention_decode_batch(jobs_, attn_ws_);
                  });
     // The last row of each sequence that wants logits, gathered, then one output projection.
     int64_t m = 0, r = 0;
@@ -130,6 +141,7 @@ class LlamaBatch {
   Tensor<float, 2> last_, logits_;
   std::vector<int32_t> tokens_, pos_;
   nn::AttentionWorkspace attn_ws_;
+  std::vector<DecodeJob> jobs_;  // this layer's single-row attentions
 };
 
 }  // namespace tessera::models

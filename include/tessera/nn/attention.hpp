@@ -48,6 +48,10 @@ class AttentionWorkspace {
                           static_cast<size_t>(n_q_max + 2 * head_dim));
     if (naive > buf_.size()) buf_.resize(naive);
   }
+  /// Grows (never shrinks) to at least n floats.
+  void reserve_floats(size_t n) {
+    if (n > buf_.size()) buf_.resize(n);
+  }
   std::span<float> span() { return buf_; }  ///< The float scratch, as large as the largest reserve so far.
   size_t bytes() const { return buf_.size() * sizeof(float); }  ///< Size of the float scratch in bytes.
   /// Segment scratch of the row-by-row small-batch path (grows to the source's count).
@@ -60,7 +64,7 @@ class AttentionWorkspace {
 
 /// out [n_q, n_heads, head_dim] = attention of q [n_q, n_heads, head_dim] over kv.
 /// Grows ws if this call needs more scratch.  O(n_q n_heads n_keys head_dim) time.
-/// Under automatic choice, 2..backend::kDecodeExactRows query rows with a causal
+/// Under automatic choice, 2..backend::exact_rows() query rows with a causal
 /// or sliding mask run as that many decode calls, each over the keys up to its
 /// own position: the bits one-token-at-a-time decoding gives (speculative
 /// verification relies on it).
@@ -71,7 +75,7 @@ inline void attention(TensorView<const float, 3> q, const KvSource& kv, const At
   backend::scalar::attention(q, kv, p, out);
 #else
   const int64_t n_q = q.dim(0);
-  if (p.algo == AttentionAlgo::automatic && n_q > 1 && n_q <= backend::kDecodeExactRows &&
+  if (p.algo == AttentionAlgo::automatic && n_q > 1 && n_q <= backend::exact_rows() &&
       p.mask.kind != AttentionMask::Kind::none) {
     tessera::detail::check_attention(q, kv, p, out);
     ws.reserve(1, q.dim(1), kv.n_kv_heads, q.dim(2), kv.n_keys(), AttentionAlgo::decode);
@@ -94,17 +98,10 @@ inline void attention(TensorView<const float, 3> q, const KvSource& kv, const At
 #endif
 }
 
-/// Self-attention of the rows being appended to a cache: q [cache.pending(),
-/// n_heads, head_dim] are the queries at positions [cache.size(), + pending())
-/// (write() their K/V rows first), reading layer `layer`.  The query positions
-/// come from the cache: p.q_pos0 must be 0 (unset) or equal cache.size().  A
-/// sliding ring's window applies on top of p.mask: causal becomes sliding(W).
-inline void attention(TensorView<const float, 3> q, const kv::KvCache& cache, int layer, AttentionParams p,
-                      TensorView<float, 3> out, AttentionWorkspace& ws) {
-  check(cache.pending() > 0, "attention over a KV cache: no open append; begin_append(n) (or a kv::Append) and "
-        "write() this layer's K/V rows first");
-  TESSERA_CHECK(q.dim(0) == cache.pending(), "attention over a KV cache: q ", shape_str(q.shape()), " has ", q.dim(0),
-                " rows but the open append has ", cache.pending(), " positions");
+/// p as attention over `cache`'s open append needs it: q_pos0 at the append's
+/// first position, and a causal mask narrowed to a sliding cache's window.
+/// Error when p asks what the cache cannot give (see attention(q, cache, ...)).
+inline AttentionParams params_over_cache(const kv::KvCache& cache, AttentionParams p) {
   check(p.q_pos0 == 0 || p.q_pos0 == cache.size(), "attention over a KV cache: AttentionParams::q_pos0 is ", p.q_pos0,
         " but the appended rows start at position ", cache.size(), " (leave q_pos0 at 0: it is taken from the cache)");
   p.q_pos0 = cache.size();
@@ -119,7 +116,37 @@ inline void attention(TensorView<const float, 3> q, const kv::KvCache& cache, in
       p.mask.key_limit = key_limit;
     }
   }
+  return p;
+}
+
+/// Self-attention of the rows being appended to a cache: q [cache.pending(),
+/// n_heads, head_dim] are the queries at positions [cache.size(), + pending())
+/// (write() their K/V rows first), reading layer `layer`.  The query positions
+/// come from the cache: p.q_pos0 must be 0 (unset) or equal cache.size().  A
+/// sliding ring's window applies on top of p.mask: causal becomes sliding(W).
+inline void attention(TensorView<const float, 3> q, const kv::KvCache& cache, int layer, AttentionParams p,
+                      TensorView<float, 3> out, AttentionWorkspace& ws) {
+  check(cache.pending() > 0, "attention over a KV cache: no open append; begin_append(n) (or a kv::Append) and "
+        "write() this layer's K/V rows first");
+  TESSERA_CHECK(q.dim(0) == cache.pending(), "attention over a KV cache: q ", shape_str(q.shape()), " has ", q.dim(0),
+                " rows but the open append has ", cache.pending(), " positions");
+  p = params_over_cache(cache, p);
   attention(q, cache.source(layer), p, out, ws);
+}
+
+/// Many single-row decode attentions at once, one per sequence of a batched
+/// step (see DecodeJob): each out gets exactly what attention() gives that row
+/// alone, but all jobs share two parallel regions (SIMD backend) instead of
+/// taking two each.  Grows ws as needed.  O(sum of n_keys n_heads head_dim).
+inline void attention_decode_batch(std::span<const DecodeJob> jobs, AttentionWorkspace& ws) {
+#if defined(TESSERA_BACKEND_SCALAR)
+  (void)ws;
+  tessera::detail::check_decode_jobs(jobs);
+  for (const DecodeJob& j : jobs) backend::scalar::attention(j.q, j.kv, j.p, j.out);
+#else
+  ws.reserve_floats(backend::simd::attention_decode_batch_scratch_floats(jobs, num_threads()));
+  backend::simd::attention_decode_batch(jobs, ws.span());
+#endif
 }
 
 /// KvSource over contiguous f32 views k, v [n_k, n_kv_heads, head_dim] whose key

@@ -22,9 +22,11 @@ TESSERA_SIMD_WARNINGS_OFF  // see core/compiler.hpp
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <span>
+#include <vector>
 
 #include "tessera/backend/scalar/attention.hpp"
 #include "tessera/backend/simd/load.hpp"
@@ -304,26 +306,46 @@ inline fbatch dots(const float* q, const float* const* k, int64_t d) {
 #endif
 }
 
-// One query position. Item (g, c) takes KV head g's query heads over key range
-// c of S, tile by tile with flash's online softmax, reading each K and V row
-// once for the whole group; its (max, sum, unnormalised output) per head go to
-// the shared area, and a second pass merges the S partials of each head.
-inline void attention_decode(TensorView<const float, 3> q, const KvSource& kv, const AttentionParams& p,
-                             TensorView<float, 3> out, std::span<float> scratch, int threads) {
-  const int64_t n_heads = q.dim(1), d = q.dim(2), n_kv = kv.n_kv_heads, G = n_heads / n_kv, n_keys = kv.n_keys();
-  const int64_t S = decode_splits(n_kv, n_keys, threads), n_items = n_kv * S;
+// One query position per job. Item (job, g, c) takes KV head g's query heads
+// over key range c of the job's S, tile by tile with flash's online softmax,
+// reading each K and V row once for the whole group; its (max, sum,
+// unnormalised output) per head go to the shared area, and a second pass
+// merges the S partials of each head. A job's S depends only on its own shape
+// and `threads`, so a job gets the same bits alone or among others; many jobs
+// (the decode rows of a batched step, one per sequence) share two parallel
+// regions instead of taking two each.
+inline void attention_decode_jobs(std::span<const DecodeJob> jobs, std::span<float> scratch, int threads) {
+  if (jobs.empty()) return;
+  const int64_t n_heads = jobs[0].q.dim(1), d = jobs[0].q.dim(2), n_kv = jobs[0].kv.n_kv_heads, G = n_heads / n_kv;
   const size_t per_thread = static_cast<size_t>(G * kKeyTile + 2 * kKeyTile * d);
-  float* partial = scratch.data() + static_cast<size_t>(threads) * per_thread;  // [n_items][G][d + 2]
-  const float ninf = -std::numeric_limits<float>::infinity(), scale = p.scale_for(d);
-  const int64_t lo = p.mask.lo(p.q_pos0), hi = p.mask.hi(p.q_pos0);
+  float* partial = scratch.data() + static_cast<size_t>(threads) * per_thread;  // per job: [n_kv S][G][d + 2]
+  const float ninf = -std::numeric_limits<float>::infinity();
   const bool wide = d % static_cast<int64_t>(kWidth) == 0;
+  // Items of job j: [first[j], first[j + 1]); its partials start at first[j] G (d + 2).
+  // (thread_local storage, named through references so the workers' lambdas see the caller's.)
+  thread_local std::vector<int64_t> tl_first, tl_splits;
+  std::vector<int64_t>& first = tl_first;
+  std::vector<int64_t>& splits = tl_splits;
+  first.assign(jobs.size() + 1, 0);
+  splits.resize(jobs.size());
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    splits[j] = decode_splits(n_kv, jobs[j].kv.n_keys(), threads);
+    first[j + 1] = first[j] + n_kv * splits[j];
+  }
 
-  parallel_for(n_items, 1, [&](int64_t i0, int64_t i1) {
+  parallel_for(first.back(), 1, [&](int64_t i0, int64_t i1) {
     float* sc = scratch.data() + static_cast<size_t>(omp_get_thread_num()) * per_thread;  // [G][kKeyTile]
     float* kt = sc + G * kKeyTile;
     float* vt = kt + kKeyTile * d;
+    size_t j = static_cast<size_t>(std::upper_bound(first.begin(), first.end(), i0) - first.begin()) - 1;
     for (int64_t item = i0; item < i1; ++item) {
-      const int64_t g = item / S, c = item % S, a = c * n_keys / S, b = (c + 1) * n_keys / S;
+      while (item >= first[j + 1]) ++j;
+      const DecodeJob& job = jobs[j];
+      const KvSource& kv = job.kv;
+      const int64_t S = splits[j], n_keys = kv.n_keys(), local = item - first[j];
+      const int64_t g = local / S, c = local % S, a = c * n_keys / S, b = (c + 1) * n_keys / S;
+      const float scale = job.p.scale_for(d);
+      const int64_t lo = job.p.mask.lo(job.p.q_pos0), hi = job.p.mask.hi(job.p.q_pos0);
       float* res = partial + item * G * (d + 2);  // acc [G][d], then m [G], l [G]
       float *m = res + G * d, *l = m + G;
       std::fill(res, res + G * d, 0.f);
@@ -337,13 +359,13 @@ inline void attention_decode(TensorView<const float, 3> q, const KvSource& kv, c
       int64_t nk = 0;
       auto flush = [&] {
         for (int64_t r = 0; r < G; ++r) {
-          const float* qr = &q(0, g * G + r, 0);
+          const float* qr = &job.q(0, g * G + r, 0);
           float* s = sc + r * kKeyTile;
-          int64_t j = 0;
+          int64_t t = 0;
           if (wide)
-            for (; j + static_cast<int64_t>(kWidth) <= nk; j += kWidth)
-              (dots(qr, krow + j, d) * fbatch(scale)).store_unaligned(s + j);
-          for (; j < nk; ++j) s[j] = dot(qr, krow[j], d) * scale;
+            for (; t + static_cast<int64_t>(kWidth) <= nk; t += kWidth)
+              (dots(qr, krow + t, d) * fbatch(scale)).store_unaligned(s + t);
+          for (; t < nk; ++t) s[t] = dot(qr, krow[t], d) * scale;
           online_softmax_step(s, nk, vrow, d, m[r], l[r], res + r * d);
         }
         nk = 0;
@@ -355,9 +377,9 @@ inline void attention_decode(TensorView<const float, 3> q, const KvSource& kv, c
         col += seg.n;
         if (lo > seg.pos0) ja = std::max(ja, std::min(seg.n, lo - seg.pos0));
         if (hi < seg.pos0 + seg.n) jb = std::min(jb, std::max<int64_t>(0, hi - seg.pos0));
-        for (int64_t j = ja; j < jb; ++j) {
-          krow[nk] = kv_row_f32(kv.type, kv.k_row(seg, j, g), d, kt + nk * d);
-          vrow[nk] = kv_row_f32(kv.type, kv.v_row(seg, j, g), d, vt + nk * d);
+        for (int64_t k = ja; k < jb; ++k) {
+          krow[nk] = kv_row_f32(kv.type, kv.k_row(seg, k, g), d, kt + nk * d);
+          vrow[nk] = kv_row_f32(kv.type, kv.v_row(seg, k, g), d, vt + nk * d);
           if (++nk == kKeyTile) flush();
         }
       }
@@ -365,17 +387,19 @@ inline void attention_decode(TensorView<const float, 3> q, const KvSource& kv, c
     }
   });
   // out_h = sum_c e^(m_c - M) acc_c / sum_c e^(m_c - M) l_c, M = max_c m_c.
-  parallel_for(n_heads, 1, [&](int64_t h0, int64_t h1) {
-    for (int64_t h = h0; h < h1; ++h) {
-      const int64_t g = h / G, r = h % G;
+  parallel_for(static_cast<int64_t>(jobs.size()) * n_heads, 1, [&](int64_t h0, int64_t h1) {
+    for (int64_t jh = h0; jh < h1; ++jh) {
+      const auto j = static_cast<size_t>(jh / n_heads);
+      const int64_t h = jh % n_heads, g = h / G, r = h % G, S = splits[j];
+      const float* base = partial + first[j] * G * (d + 2);
       float M = ninf;
-      for (int64_t c = 0; c < S; ++c) M = std::max(M, partial[(g * S + c) * G * (d + 2) + G * d + r]);
-      float* o = &out(0, h, 0);
+      for (int64_t c = 0; c < S; ++c) M = std::max(M, base[(g * S + c) * G * (d + 2) + G * d + r]);
+      float* o = &jobs[j].out(0, h, 0);
       std::fill(o, o + d, 0.f);
       if (M == ninf) continue;  // sees no key
       float L = 0.f;
       for (int64_t c = 0; c < S; ++c) {
-        const float* res = partial + (g * S + c) * G * (d + 2);
+        const float* res = base + (g * S + c) * G * (d + 2);
         const float mc = res[G * d + r];
         if (mc == ninf) continue;
         const float w = std::exp(mc - M);
@@ -386,7 +410,37 @@ inline void attention_decode(TensorView<const float, 3> q, const KvSource& kv, c
     }
   });
 }
+
+inline void attention_decode(TensorView<const float, 3> q, const KvSource& kv, const AttentionParams& p,
+                             TensorView<float, 3> out, std::span<float> scratch, int threads) {
+  const DecodeJob job{q, kv, p, out};
+  attention_decode_jobs(std::span(&job, 1), scratch, threads);
+}
 }  // namespace detail
+
+/// Scratch floats attention_decode_batch() needs for `jobs` with `threads` threads.
+inline size_t attention_decode_batch_scratch_floats(std::span<const DecodeJob> jobs, int threads) {
+  if (jobs.empty()) return 0;
+  const int64_t n_heads = jobs[0].q.dim(1), d = jobs[0].q.dim(2), n_kv = jobs[0].kv.n_kv_heads, G = n_heads / n_kv;
+  size_t partials = 0;
+  for (const DecodeJob& j : jobs)
+    partials += static_cast<size_t>(n_kv * detail::decode_splits(n_kv, j.kv.n_keys(), threads) * G * (d + 2));
+  return static_cast<size_t>(std::max(1, threads)) * static_cast<size_t>(G * kKeyTile + 2 * kKeyTile * d) + partials;
+}
+
+/// Many single-row decode attentions at once (one per sequence of a batched
+/// step): each job's out gets exactly what attention() gives it alone under
+/// AttentionAlgo::decode, in two parallel regions for all jobs.  Every job has
+/// one query row and the same head shape.  scratch:
+/// attention_decode_batch_scratch_floats(); Error when smaller.
+inline void attention_decode_batch(std::span<const DecodeJob> jobs, std::span<float> scratch) {
+  if (jobs.empty()) return;
+  tessera::detail::check_decode_jobs(jobs);
+  const int threads = num_threads();
+  const size_t need = attention_decode_batch_scratch_floats(jobs, threads);
+  check(scratch.size() >= need, "attention_decode_batch: scratch of ", scratch.size(), " floats, need ", need);
+  detail::attention_decode_jobs(jobs, scratch, threads);
+}
 
 /// Same contract as scalar::attention. scratch: attention_scratch_floats(...)
 /// floats for this call's shapes and num_threads(); Error when smaller, so the
