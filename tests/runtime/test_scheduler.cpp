@@ -2,10 +2,12 @@
 // over a LlamaContext, one request at a time, with the same seed: with steps
 // of at most backend::kDecodeExactRows rows every row carries decode's exact
 // bits, so interleaving, chunked prefill and preemption must give every
-// request exactly its solo tokens and text. Also: the pool is whole again
-// after every run, cancellation frees at once, and bad requests are Errors.
+// request exactly its solo tokens and text, and so must adopting another
+// request's cached prompt blocks. Also: the pool is whole again after every
+// run, cancellation frees at once, and bad requests are Errors.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -20,7 +22,7 @@ using namespace tessera;
 
 namespace {
 
-// Steps of at most this many rows carry decode's exact bits.
+// Steps of at most this many rows carry decode's exact bits (SchedulerConfig::exact).
 constexpr int kExact = static_cast<int>(backend::kDecodeExactRows);
 
 struct Case {
@@ -46,7 +48,7 @@ std::vector<Case> cases() {
 }
 
 runtime::GenerationResult solo(const test::DefaultModel& m, const Case& k) {
-  models::LlamaContext ctx(m.model, 256);
+  models::LlamaContext ctx(m.model, 256, kExact);  // prefill in exact chunks too, whatever the prompt's length
   sample::Sampler sampler(k.sampling, m.model->config().n_vocab);
   return runtime::generate(ctx, *m.tok, sampler, m.tok->encode(k.prompt, true, false), k.gen, nullptr);
 }
@@ -102,7 +104,7 @@ TEST_CASE("Scheduler: interleaved requests with chunked prefill give each its so
   const auto m = test::load_default_model();
   TESSERA_SKIP_WITHOUT_DEFAULT_MODEL(m);
   runtime::Metrics metrics;
-  const Served s = serve(m, {.max_seqs = 4, .step_tokens = kExact, .n_ctx = 128, .block_size = 8}, &metrics);
+  const Served s = serve(m, {.max_seqs = 4, .step_tokens = kExact, .n_ctx = 128, .block_size = 8, .exact = true}, &metrics);
   same_as_solo(m, s);
   CHECK(s.preemptions == 0);
   const auto snap = metrics.snapshot(1e9);
@@ -120,16 +122,83 @@ TEST_CASE("Scheduler: a pool too small for everyone preempts and recomputes, tok
   const auto m = test::load_default_model();
   TESSERA_SKIP_WITHOUT_DEFAULT_MODEL(m);
   // 14 blocks of 4: 56 positions for 6 requests of up to 26
-  const Served s = serve(m, {.max_seqs = 8, .step_tokens = kExact, .n_ctx = 64, .block_size = 4, .n_blocks = 14});
+  const Served s = serve(m, {.max_seqs = 8, .step_tokens = kExact, .n_ctx = 64, .block_size = 4, .n_blocks = 14, .exact = true});
   same_as_solo(m, s);
   INFO("preemptions " << s.preemptions << ", steps " << s.steps);
   CHECK(s.preemptions > 0);
 }
 
+TEST_CASE("Scheduler: requests on a common prompt prefix share its KV blocks and keep their solo tokens", "[scheduler]") {
+  const auto m = test::load_default_model();
+  TESSERA_SKIP_WITHOUT_DEFAULT_MODEL(m);
+  const std::string system =
+      "You are a helpful assistant. Answer briefly and truthfully; say so when you do not know. Question: ";
+  const char* questions[] = {"What is the capital of France?", "Why is the sky blue?", "Name a prime number."};
+  constexpr int64_t B = 8;
+  for (bool caching : {true, false}) {
+    INFO("prefix caching " << caching);
+    runtime::Scheduler sched(m.model, *m.tok,
+                             {.max_seqs = 4, .step_tokens = kExact, .n_ctx = 128, .block_size = B, .prefix_caching = caching, .exact = true});
+    std::vector<Case> cs(3);
+    std::vector<runtime::GenerationResult> got(3);
+    std::vector<std::vector<int32_t>> prompts(3);
+    std::vector<int> pieces(3, 0);
+    auto submit = [&](size_t i) {
+      cs[i].prompt = system + questions[i];
+      cs[i].sampling.seed = 7 + i;
+      cs[i].sampling.temperature = i == 1 ? 0.7f : 0.f;
+      cs[i].gen.max_new_tokens = 6;
+      prompts[i] = m.tok->encode(cs[i].prompt, true, false);
+      runtime::ServeRequest r;
+      r.prompt = prompts[i];
+      r.sampling = cs[i].sampling;
+      r.generation = cs[i].gen;
+      r.on_text = [&pieces, i](std::string_view) { return ++pieces[i] > 0; };
+      r.on_done = [&got, i](const runtime::GenerationResult& g) { got[i] = g; };
+      sched.submit(std::move(r));
+    };
+    submit(0);
+    while (pieces[0] < 2) REQUIRE(sched.step());  // request 0's prompt is in the cache, published
+    submit(1);
+    submit(2);
+    sched.step();  // admits 1 and 2 onto request 0's blocks, still held by it
+    // The blocks each later request can take: full blocks of the common token
+    // prefix, before its own last token.
+    int64_t want_hits = 0, shared_blocks = 1 << 30;
+    for (size_t i : {size_t{1}, size_t{2}}) {
+      size_t common = 0;
+      while (common < prompts[0].size() && common < prompts[i].size() && prompts[0][common] == prompts[i][common])
+        ++common;
+      const int64_t blocks = static_cast<int64_t>(std::min(common, prompts[i].size() - 1)) / B;
+      want_hits += blocks * B;
+      shared_blocks = std::min(shared_blocks, blocks);
+    }
+    REQUIRE(shared_blocks >= 2);  // the test means something: the system prompt spans blocks
+    int64_t triple = 0;
+    for (int32_t b = 0; b < sched.pool().n_blocks(); ++b) triple += sched.pool().refs(b) == 3;
+    if (caching) {
+      CHECK(sched.prefix_hit_tokens() == want_hits);
+      CHECK(triple == shared_blocks);  // held by all three at once
+    } else {
+      CHECK(sched.prefix_hit_tokens() == 0);
+      CHECK(triple == 0);
+    }
+    REQUIRE(got[0].tokens.empty());  // request 0 was still running: the blocks were shared, not revived
+    sched.run();
+    for (size_t i = 0; i < 3; ++i) {
+      INFO("request " << i);
+      const auto want = solo(m, cs[i]);
+      CHECK(got[i].tokens == want.tokens);
+      CHECK(got[i].text == want.text);
+    }
+    CHECK(sched.pool().n_free() == sched.pool().n_blocks());
+  }
+}
+
 TEST_CASE("Scheduler: cancellation ends a request at the next step and frees its blocks", "[scheduler]") {
   const auto m = test::load_default_model();
   TESSERA_SKIP_WITHOUT_DEFAULT_MODEL(m);
-  runtime::Scheduler sched(m.model, *m.tok, {.max_seqs = 2, .step_tokens = kExact, .n_ctx = 128, .block_size = 8});
+  runtime::Scheduler sched(m.model, *m.tok, {.max_seqs = 2, .step_tokens = kExact, .n_ctx = 128, .block_size = 8, .exact = true});
   std::map<uint64_t, runtime::GenerationResult> done;
   auto submit = [&](const char* text, int n) {
     runtime::ServeRequest r;

@@ -42,6 +42,30 @@ using Default = active::Tag;
 /// reproduces plain greedy decoding token for token.
 inline constexpr long kDecodeExactRows = 16;
 
+/// Storage of exact_rows() for this thread (ExactRowsScope sets it).
+inline long& exact_rows_slot() noexcept {
+  thread_local long rows = kDecodeExactRows;
+  return rows;
+}
+/// Batches of at most this many rows take the exact path above on this thread:
+/// kDecodeExactRows unless an ExactRowsScope here says otherwise.
+inline long exact_rows() noexcept { return exact_rows_slot(); }
+
+/// Sets exact_rows() on this thread while alive. ExactRowsScope(1) sends every
+/// batch of two rows or more to the fastest kernels: a serving step that wants
+/// throughput rather than decode's exact bits (measured on the default model,
+/// 2 cores: 16 decode rows 1.9x faster per step).
+class ExactRowsScope {
+ public:
+  explicit ExactRowsScope(long rows) noexcept : saved_(exact_rows_slot()) { exact_rows_slot() = rows; }
+  ~ExactRowsScope() { exact_rows_slot() = saved_; }
+  ExactRowsScope(const ExactRowsScope&) = delete;
+  ExactRowsScope& operator=(const ExactRowsScope&) = delete;
+
+ private:
+  long saved_;
+};
+
 }  // namespace tessera::backend
 
 TESSERA_SIMD_WARNINGS_ON

@@ -9,22 +9,27 @@
 ///   1. ends cancelled requests (their blocks go back to the pool);
 ///   2. admits waiting requests, first come first served, while the pool has
 ///      the blocks for the tokens they must (re)compute and fewer than
-///      max_seqs run;
+///      max_seqs run; with prefix caching a request first adopts the longest
+///      run of published full blocks that match its tokens (another request's
+///      prompt, or its own before a preemption) and computes only the rest;
 ///   3. plans the rows: one decode row per sequence that is generating, then
 ///      prompt chunks of the others (chunked prefill) until step_tokens rows;
 ///   4. if the pool cannot hold the step's new positions, preempts the youngest
 ///      sequence (frees its blocks; it waits at the head of the queue and later
 ///      recomputes prompt + generated tokens, its sampler state kept) and plans
 ///      again;
-///   5. runs the pass, samples each sequence whose rows reached its last
+///   5. runs the pass, publishes every block it filled under its prefix key
+///      (kv::prefix_key), samples each sequence whose rows reached its last
 ///      token, streams its text, and ends it on an end-of-generation token, a
 ///      stop string, max_new_tokens, a full context or an on_text that returns
 ///      false: the same rules, in the same order, as runtime::generate.
 ///
-/// A step of at most backend::kDecodeExactRows rows carries decode's exact
-/// bits, so with step_tokens at most that, every request gets exactly the
-/// tokens runtime::generate would give it alone with the same seed, however
-/// requests interleave, chunk or get preempted. Single-threaded: one thread
+/// With SchedulerConfig::exact (and so steps of at most
+/// backend::kDecodeExactRows rows) every step carries decode's exact bits, and
+/// every request gets exactly the tokens runtime::generate would give it alone
+/// with the same seed, however requests interleave, chunk, share prefix blocks
+/// or get preempted. Without it, multi-row steps take the fastest kernels
+/// (backend::ExactRowsScope) for throughput. Single-threaded: one thread
 /// calls submit / cancel / step (a server queues its requests to that thread).
 #pragma once
 
@@ -36,6 +41,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/backend/backend.hpp"
 #include "tessera/core/error.hpp"
 #include "tessera/io/tokenizer.hpp"
 #include "tessera/kv/paged.hpp"
@@ -55,6 +61,13 @@ struct SchedulerConfig {
   int64_t block_size = 16;     ///< KV positions per pool block
   int64_t n_blocks = 0;        ///< pool blocks; 0: enough for max_seqs sequences of n_ctx
   KvType kv_type = KvType::f32;  ///< storage of the cached K/V rows
+  bool prefix_caching = true;  ///< share full KV blocks between equal token prefixes
+  /// true: every step carries decode's exact bits, so each request gets exactly
+  /// the tokens runtime::generate gives it alone (needs step_tokens <=
+  /// backend::kDecodeExactRows). false: steps of two rows or more take the
+  /// fastest kernels, whose sums may differ from decode's in the last bits
+  /// (greedy can then part from a solo run at a near tie).
+  bool exact = false;
 };
 
 /// One request: what to continue and how, and where its results go.
@@ -77,6 +90,8 @@ class Scheduler {
     check(cfg_.max_seqs > 0 && cfg_.step_tokens > 0 && cfg_.n_ctx > 0 && cfg_.block_size > 0 && cfg_.n_blocks >= 0,
           "Scheduler: max_seqs ", cfg_.max_seqs, ", step_tokens ", cfg_.step_tokens, ", n_ctx ", cfg_.n_ctx,
           ", block_size ", cfg_.block_size, ", n_blocks ", cfg_.n_blocks, ": each must be positive");
+    check(!cfg_.exact || cfg_.step_tokens <= backend::kDecodeExactRows, "Scheduler: exact steps need step_tokens <= ",
+          backend::kDecodeExactRows, ", got ", cfg_.step_tokens);
     if (cfg_.n_blocks == 0) cfg_.n_blocks = cfg_.max_seqs * blocks_for(cfg_.n_ctx);
     pool_ = std::make_shared<kv::KvBlockPool>(models::kv_layout(model_->config(), cfg_.kv_type), cfg_.block_size,
                                               cfg_.n_blocks);
@@ -160,9 +175,13 @@ class Scheduler {
       kv_bytes += static_cast<double>(done + p.n) * static_cast<double>(pool_->layout().bytes_per_token());
     }
     const double t_start = now();
-    const auto logits = batch_.eval(seqs);
+    const auto logits = [&] {
+      const backend::ExactRowsScope rows(cfg_.exact ? backend::kDecodeExactRows : 1);
+      return batch_.eval(seqs);
+    }();
     const double t_end = now();
     ++steps_;
+    for (const Planned& p : plan) publish(*p.seq);
 
     int64_t m = 0;
     std::vector<Seq*> ended;
@@ -201,8 +220,12 @@ class Scheduler {
   size_t n_running() const { return running_.size(); }    ///< requests holding a KV cache
   int64_t steps() const { return steps_; }                ///< forward passes run
   int64_t preemptions() const { return preemptions_; }    ///< sequences preempted so far
+  int64_t prefix_hit_tokens() const { return prefix_hits_; }  ///< positions adopted from cached blocks instead of computed
   const kv::KvBlockPool& pool() const { return *pool_; }  ///< the shared KV pool
   const SchedulerConfig& config() const { return cfg_; }  ///< the sizes, n_blocks resolved
+  /// Seconds since construction: the clock of the events given to Metrics
+  /// (pass it to Metrics::snapshot).  Safe from any thread.
+  double now() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count(); }
 
  private:
   struct Seq {
@@ -215,6 +238,8 @@ class Scheduler {
     TokenStream out;                          // generate()'s rules over result
     std::unique_ptr<kv::PagedKvCache> cache;  // null while waiting
     std::vector<int32_t> tokens;              // prompt + generated; the last one is not in the cache yet
+    std::vector<uint64_t> keys;               // prefix key of each full block of tokens computed so far
+    size_t published = 0;                     // blocks of the cache published (or found) so far
     int64_t order = 0;  // admission order: the largest is the youngest
     double arrival = 0;
     bool cancelled = false;
@@ -225,18 +250,51 @@ class Scheduler {
     bool logits;  // the rows reach its last token
   };
 
-  double now() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count(); }
   int64_t blocks_for(int64_t positions) const { return (positions + cfg_.block_size - 1) / cfg_.block_size; }
+
+  // Prefix keys of the first n full blocks of s.tokens (extends s.keys as needed).
+  void extend_keys(Seq& s, size_t n) {
+    const auto B = static_cast<size_t>(cfg_.block_size);
+    for (size_t i = s.keys.size(); i < n; ++i)
+      s.keys.push_back(kv::prefix_key(i == 0 ? 0 : s.keys[i - 1], std::span<const int32_t>(s.tokens).subspan(i * B, B)));
+  }
 
   void admit() {
     while (!waiting_.empty() && running_.size() < static_cast<size_t>(cfg_.max_seqs)) {
       Seq& s = *waiting_.front();
-      if (blocks_for(static_cast<int64_t>(s.tokens.size())) > pool_->n_free()) break;  // first come, first served
+      const auto n_tok = static_cast<int64_t>(s.tokens.size());
+      // Cached blocks: full ones before the last token (its logits must be computed).
+      std::vector<int32_t> hit;
+      int64_t revived = 0;  // hits that sit on the free list: adopting them uses free blocks too
+      if (cfg_.prefix_caching) {
+        const auto full = static_cast<size_t>((n_tok - 1) / cfg_.block_size);
+        extend_keys(s, full);
+        for (size_t i = 0; i < full; ++i) {
+          const int32_t b = pool_->find(s.keys[i]);
+          if (b < 0) break;
+          hit.push_back(b);
+          revived += pool_->refs(b) == 0;
+        }
+      }
+      const int64_t need = blocks_for(n_tok) - static_cast<int64_t>(hit.size()) + revived;
+      if (need > pool_->n_free()) break;  // first come, first served
       s.cache = std::make_unique<kv::PagedKvCache>(pool_, cfg_.n_ctx);
+      s.cache->adopt(hit);
+      s.published = hit.size();
+      prefix_hits_ += s.cache->size();
       s.order = next_order_++;
       running_.push_back(std::move(waiting_.front()));
       waiting_.pop_front();
     }
+  }
+
+  // Publishes the blocks that s's cache has filled since the last call.
+  void publish(Seq& s) {
+    if (!cfg_.prefix_caching) return;
+    const auto full = static_cast<size_t>(s.cache->size() / cfg_.block_size);
+    extend_keys(s, full);
+    const auto table = s.cache->block_table();
+    for (; s.published < full; ++s.published) pool_->publish(table[s.published], s.keys[s.published]);
   }
 
   std::vector<Planned> make_plan() {
@@ -288,7 +346,7 @@ class Scheduler {
   std::deque<std::unique_ptr<Seq>> waiting_;
   std::deque<std::unique_ptr<Seq>> running_;
   uint64_t next_id_ = 1;
-  int64_t next_order_ = 0, steps_ = 0, preemptions_ = 0;
+  int64_t next_order_ = 0, steps_ = 0, preemptions_ = 0, prefix_hits_ = 0;
   std::chrono::steady_clock::time_point t0_;
 };
 

@@ -100,7 +100,7 @@ void gemm(TensorView<const W, 2> w, TensorView<const float, 2> x, TensorView<flo
   check(scratch.size() >= gemm_scratch_size<W>(K), "gemm: scratch of ", scratch.size(), " floats, need ",
         gemm_scratch_size<W>(K));
   if (M == 1) return gemv(w, std::span<const float>(x.data(), K), std::span<float>(y.data(), N));
-  if (M <= kDecodeExactRows) {  // decode's own row sums (see backend::kDecodeExactRows), weights read once
+  if (M <= exact_rows()) {  // decode's own row sums (see backend::exact_rows), weights read once
     const int64_t block = std::max<int64_t>(4, 8192 / std::max<int64_t>(1, K));
     return parallel_for(N, block, [&](int64_t r0, int64_t r1) {
       for (int64_t b0 = r0; b0 < r1; b0 += block)

@@ -213,16 +213,17 @@ void gemv_f32(TensorView<const W, 2> w, std::span<const float> x, std::span<floa
 
 /// y[m, n] = dot(w[n], xq[m]).  w [N, K / bs], xq [M, K / bs], y [M, N]; rows packed.
 /// O(M N K); parallel over tiles of 16 weight rows, each reused by every activation row
-/// while in L2; no allocation.  M = 1 is gemv.  M <= kDecodeExactRows (a draft being
-/// verified, a short prompt) takes gemv's own row dots over L2-sized blocks of weight
-/// rows: every output has the bits decode would give it, and weights are read once.
+/// while in L2; no allocation.  M = 1 is gemv.  M <= exact_rows() (kDecodeExactRows
+/// unless an ExactRowsScope lowers it: a draft being verified, a short prompt) takes
+/// gemv's own row dots over L2-sized blocks of weight rows: every output has the bits
+/// decode would give it, and weights are read once.
 template <QuantWeight W>
 void gemm(TensorView<const W, 2> w, TensorView<const ActBlock<W>, 2> xq, TensorView<float, 2> y) {
 #if defined(TESSERA_QUANT_AVX2)
   backend::detail::check_gemm_shapes(w, xq, y);
   const int64_t M = xq.dim(0), N = w.dim(0), nb = w.dim(1);
   if (M == 1) return gemv(w, std::span<const ActBlock<W>>(xq.data(), nb), std::span<float>(y.data(), N));
-  if (M <= kDecodeExactRows) {
+  if (M <= exact_rows()) {
     const int64_t row_bytes = std::max<int64_t>(1, nb * static_cast<int64_t>(sizeof(W)));
     const int64_t block = std::max<int64_t>(4, 32768 / row_bytes);  // rows per pass: 32 KB, L1/L2-resident
     return parallel_for(N, block, [&](int64_t r0, int64_t r1) {
