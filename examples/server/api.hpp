@@ -79,15 +79,17 @@ inline int64_t integer(const json& body, const char* key, int64_t lo, int64_t hi
   const auto it = body.find(key);
   if (it == body.end() || it->is_null()) return fallback;
   if (!it->is_number()) bad(key, "must be an integer, got " + std::string(it->type_name()));
-  if (it->is_number_unsigned()) {
+  if (it->is_number_unsigned()) {  // JSON's non-negative integers
     const auto u = it->get<uint64_t>();
-    if (u > static_cast<uint64_t>(hi)) bad(key, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + it->dump());
+    if (u > static_cast<uint64_t>(hi) || (lo > 0 && u < static_cast<uint64_t>(lo)))
+      bad(key, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + it->dump());
     return static_cast<int64_t>(u);
   }
   if (it->is_number_float()) {
     const double d = it->get<double>();
     if (!std::isfinite(d) || d != std::floor(d)) bad(key, "must be an integer, got " + it->dump());
-    if (d < static_cast<double>(lo) || d > static_cast<double>(hi))
+    // (double) INT64_MAX rounds up to 2^63, which no int64 holds: compare with 2^63 itself.
+    if (d < static_cast<double>(lo) || d > static_cast<double>(hi) || d >= 9223372036854775808.0)
       bad(key, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + it->dump());
     return static_cast<int64_t>(d);
   }
@@ -109,9 +111,14 @@ inline std::string content_text(const json& c, const std::string& param) {
   if (!c.is_array()) bad(param, "must be a string or an array of text parts, got " + std::string(c.type_name()));
   std::string out;
   for (const auto& part : c) {
-    if (!part.is_object() || part.value("type", json()) != "text" || !part.contains("text") || !part["text"].is_string())
+    // find(), never value(): value() copies the sub-tree, recursively, and a
+    // client controls its depth.
+    const auto type = part.is_object() ? part.find("type") : part.end();
+    const auto text = part.is_object() ? part.find("text") : part.end();
+    if (!part.is_object() || type == part.end() || !type->is_string() || type->get_ref<const std::string&>() != "text" ||
+        text == part.end() || !text->is_string())
       bad(param, "parts must be {\"type\": \"text\", \"text\": string}; other kinds are not supported");
-    out += part["text"].get<std::string>();
+    out += text->get_ref<const std::string&>();
   }
   return out;
 }
@@ -243,7 +250,7 @@ inline const char* finish_reason(runtime::StopReason s) {
     case runtime::StopReason::stop_string: return "stop";
     case runtime::StopReason::max_tokens:
     case runtime::StopReason::context_full: return "length";
-    case runtime::StopReason::callback: return "cancelled";
+    case runtime::StopReason::callback: return "stop";  // cancelled by the server (shutdown): not an OpenAI value
   }
   return "stop";
 }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "tessera/core/error.hpp"
+#include "tessera/core/parallel.hpp"
 #include "tessera/runtime/scheduler.hpp"
 
 namespace tessera_server {
@@ -38,9 +39,11 @@ class Channel {
     result_ = r;
     cv_.notify_all();
   }
-  void fail(std::string message) {
+  // The request could not run: message and the HTTP status to answer with.
+  void fail(std::string message, int status = 500) {
     std::lock_guard lock(mu_);
     error_ = std::move(message);
+    status_ = status;
     cv_.notify_all();
   }
 
@@ -73,6 +76,10 @@ class Channel {
     std::lock_guard lock(mu_);
     return error_.value_or("");
   }
+  int error_status() const {
+    std::lock_guard lock(mu_);
+    return status_;
+  }
 
  private:
   bool ended() const { return result_.has_value() || error_.has_value(); }
@@ -81,6 +88,7 @@ class Channel {
   std::deque<std::string> pieces_;
   std::optional<runtime::GenerationResult> result_;
   std::optional<std::string> error_;
+  int status_ = 500;
 };
 
 // Counters the HTTP threads may read at any time (for /metrics and /health).
@@ -92,11 +100,16 @@ struct EngineGauges {
 class Engine {
  public:
   // `max_in_flight`: requests accepted and not yet ended, at most; submit()
-  // refuses more (the server answers 503).
+  // refuses more (the server answers 503). `threads`: the kernels' thread count
+  // (0: OpenMP's default), set on the engine thread, where the kernels run
+  // (OpenMP's count is per thread).
   Engine(std::shared_ptr<const models::LlamaModel> model, const io::Tokenizer& tok, runtime::SchedulerConfig cfg,
-         runtime::Metrics* metrics, int64_t max_in_flight)
+         runtime::Metrics* metrics, int64_t max_in_flight, int threads = 0)
       : sched_(std::move(model), tok, cfg, metrics), max_in_flight_(max_in_flight) {
-    thread_ = std::thread([this] { loop(); });
+    thread_ = std::thread([this, threads] {
+      if (threads > 0) set_num_threads(threads);
+      loop();
+    });
   }
   ~Engine() { stop(0.0); }
   Engine(const Engine&) = delete;
@@ -177,16 +190,16 @@ class Engine {
       }
       for (auto& i : in) {
         if (past_deadline) {
-          i.ch->fail("the server is shutting down");
+          i.ch->fail("the server is shutting down", 503);
           --gauges_.in_flight;
           continue;
         }
         try {
           const uint64_t id = sched_.submit(std::move(i.req));
           ids.emplace_back(id, i.ch);
-        } catch (const Error& e) {
-          i.ch->fail(e.what());
+        } catch (const std::exception& e) {  // the request's own fault (checked again by the scheduler)
           --gauges_.in_flight;
+          i.ch->fail(e.what(), 400);
         }
       }
       std::erase_if(ids, [](const auto& p) { return p.second.expired(); });
@@ -198,7 +211,7 @@ class Engine {
       }
       try {
         sched_.step();
-      } catch (const Error& e) {  // the model refused a step: end everything that ran in it
+      } catch (const std::exception& e) {  // the model refused a step (or memory ran out): end what ran in it
         for (auto& [id, w] : ids)
           if (auto ch = w.lock(); ch && !ch->result()) sched_.cancel(id);
         std::fprintf(stderr, "tessera-server: step failed: %s\n", e.what());

@@ -17,6 +17,7 @@
 #include <ctime>
 #include <filesystem>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -126,7 +127,7 @@ int main(int argc, char** argv) {
   app.add_option("-t,--threads", o.threads, "compute threads (0: OpenMP's default)")->check(CLI::NonNegativeNumber);
   app.add_option("--http-threads", o.http_threads, "HTTP worker threads (0: parallel + queue + 4)")->check(CLI::NonNegativeNumber);
   app.add_option("--max-body", o.max_body, "largest request body in bytes (larger: 413)")->capture_default_str();
-  app.add_option("--shutdown-grace", o.shutdown_grace, "seconds running requests get to finish on SIGINT/SIGTERM")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--shutdown-grace", o.shutdown_grace, "seconds running requests get to finish on SIGINT/SIGTERM")->check(CLI::Range(0.0, 86400.0))->capture_default_str();
   app.add_option("--stream-gbps", o.stream_gbps, "measured memory bandwidth (GB/s) that /metrics compares each step with")->check(CLI::NonNegativeNumber);
   app.add_flag("--no-prefix-cache", o.no_prefix_cache, "do not share KV blocks between equal prompt prefixes");
   app.add_option("--api-key", o.api_key, "require 'Authorization: Bearer KEY' on /v1/* and /metrics");
@@ -144,7 +145,6 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   try {
-    if (o.threads > 0) set_num_threads(o.threads);
     const std::string path = o.model.empty() ? default_model() : o.model;
     auto model = models::LlamaModel::load(path);
     const auto tok = io::Tokenizer::from_spec(io::tokenizer_spec_from_gguf(model->file().meta()));
@@ -169,9 +169,10 @@ int main(int argc, char** argv) {
                                  .prefix_caching = !o.no_prefix_cache,
                                  .exact = o.exact};
     runtime::Metrics metrics(65536, o.stream_gbps * 1e9);
-    Engine engine(model, tok, cfg, &metrics, o.parallel + o.queue);
+    Engine engine(model, tok, cfg, &metrics, o.parallel + o.queue, o.threads);
     const auto& rc = engine.config();
-    const ApiLimits lim{.n_ctx = o.ctx_size};
+    // A pool smaller than one full context caps every request at what it holds.
+    const ApiLimits lim{.n_ctx = std::min<int64_t>(o.ctx_size, rc.n_blocks * rc.block_size)};
     const size_t kv_pool_bytes = static_cast<size_t>(rc.n_blocks) * static_cast<size_t>(rc.block_size) *
                                  models::kv_layout(model->config(), cfg.kv_type).bytes_per_token();
     std::atomic<uint64_t> next_id{1};
@@ -204,27 +205,45 @@ int main(int argc, char** argv) {
       }
       send_json(res, 500, error_body({500, what, "", "server_error"}));
     });
-    // Runs before the body is read: a declared body over the limit is refused
-    // unread (httplib itself would first drain it, gigabytes at network speed).
+    // Runs before the body is read. Bodies whose size is not known up front
+    // (chunked, compressed, or a POST without Content-Length) are refused:
+    // httplib 0.11 bounds only a declared Content-Length, and reading the others
+    // could take unbounded memory or wait for an EOF that never comes. A
+    // declared body over the limit is refused unread (httplib would drain it).
     svr.set_pre_routing_handler([&o](const httplib::Request& req, httplib::Response& res) {
+      auto refuse = [&res](int status, std::string message) {
+        res.set_header("Connection", "close");
+        send_json(res, status, error_body({status, std::move(message)}));
+        return httplib::Server::HandlerResponse::Handled;
+      };
+      if (req.has_header("Transfer-Encoding"))
+        return refuse(411, "chunked request bodies are not accepted: send Content-Length");
+      if (req.has_header("Content-Encoding")) return refuse(415, "compressed request bodies are not accepted");
       if (req.has_header("Content-Length")) {
         const std::string len = req.get_header_value("Content-Length");
         char* end = nullptr;
         errno = 0;
         const unsigned long long n = std::strtoull(len.c_str(), &end, 10);
-        if (errno != 0 || end == len.c_str() || *end != '\0' || n > o.max_body) {
-          res.set_header("Connection", "close");
-          send_json(res, 413, error_body({413, "the request body (Content-Length " + len + ") is over the limit of " +
-                                                   std::to_string(o.max_body) + " bytes"}));
-          return httplib::Server::HandlerResponse::Handled;
-        }
+        if (errno != 0 || end == len.c_str() || *end != '\0' || n > o.max_body)
+          return refuse(413, "the request body (Content-Length " + len + ") is over the limit of " +
+                                 std::to_string(o.max_body) + " bytes");
+        // httplib caps form-encoded bodies (curl -d without a Content-Type) at 8 KiB.
+        if (n > 8192 && req.get_header_value("Content-Type").starts_with("application/x-www-form-urlencoded"))
+          return refuse(415, "send bodies over 8 KiB as Content-Type: application/json");
+      } else if (req.method == "POST") {
+        return refuse(411, "a POST needs Content-Length");
       }
-      if (o.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
-      if (req.get_header_value("Authorization") == "Bearer " + o.api_key)
-        return httplib::Server::HandlerResponse::Unhandled;
-      send_json(res, 401, error_body({401, "invalid or missing API key (Authorization: Bearer ...)", "", "authentication_error", "invalid_api_key"}));
-      return httplib::Server::HandlerResponse::Handled;
+      return httplib::Server::HandlerResponse::Unhandled;
     });
+    // The key is checked in the handlers, after the (bounded) body was read, so
+    // a refused request leaves nothing unread on a kept-alive connection.
+    auto authorized = [&o](const httplib::Request& req, httplib::Response& res) {
+      if (o.api_key.empty() || req.get_header_value("Authorization") == "Bearer " + o.api_key) return true;
+      send_json(res, 401, error_body({401, "invalid or missing API key (Authorization: Bearer ...)", "",
+                                      "authentication_error", "invalid_api_key"}));
+      return false;
+    };
+    std::atomic<int> open_streams{0};  // shutdown waits for them to write their ends
 
     svr.Get("/health", [&engine](const httplib::Request&, httplib::Response& res) {
       if (engine.accepting())
@@ -232,7 +251,8 @@ int main(int argc, char** argv) {
       else
         send_json(res, 503, {{"status", "shutting down"}});
     });
-    svr.Get("/v1/models", [&](const httplib::Request&, httplib::Response& res) {
+    svr.Get("/v1/models", [&](const httplib::Request& req, httplib::Response& res) {
+      if (!authorized(req, res)) return;
       const auto& c = model->config();
       send_json(res, 200,
                 {{"object", "list"},
@@ -243,7 +263,8 @@ int main(int argc, char** argv) {
                                         {"meta", {{"arch", c.arch}, {"n_ctx", o.ctx_size}, {"n_vocab", c.n_vocab},
                                                   {"n_layers", c.n_layers}, {"parallel", o.parallel}}}}})}});
     });
-    svr.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
+    svr.Get("/metrics", [&](const httplib::Request& req, httplib::Response& res) {
+      if (!authorized(req, res)) return;
       const auto& g = engine.gauges();
       std::string text = runtime::to_prometheus(metrics.snapshot(engine.now()));
       auto gauge = [&text](const char* name, const char* help, int64_t v) {
@@ -261,6 +282,7 @@ int main(int argc, char** argv) {
 
     auto complete = [&](bool chat) {
       return [&, chat](const httplib::Request& req, httplib::Response& res) {
+        if (!authorized(req, res)) return;
         ApiRequest ar;
         try {
           json body;
@@ -308,7 +330,9 @@ int main(int argc, char** argv) {
             const auto g = (*chans)[static_cast<size_t>(i)]->wait();
             if (!g) {
               for (auto& c : *chans) engine.cancel(c);
-              return send_error(res, {500, (*chans)[static_cast<size_t>(i)]->error(), "", "server_error"});
+              const auto& ch = *(*chans)[static_cast<size_t>(i)];
+              const int st = ch.error_status();
+              return send_error(res, {st, ch.error(), "", st == 500 ? "server_error" : "invalid_request_error"});
             }
             choices.push_back(choice(chat, i, *g));
             completion += static_cast<int64_t>(g->tokens.size());
@@ -330,10 +354,12 @@ int main(int argc, char** argv) {
         st->ended.assign(static_cast<size_t>(ar.n), false);
         const json env = envelope(chat, true, id, t, ar.model.empty() ? model_id : ar.model);
         res.set_header("Cache-Control", "no-cache");
+        ++open_streams;  // the releaser below (called when the response is destroyed) takes it back
         res.set_chunked_content_provider(
             "text/event-stream",
             [chans, st, env, chat, ar_n = ar.n, usage_wanted = ar.include_usage, n_prompt](size_t,
                                                                                          httplib::DataSink& sink) {
+             try {
               bool all = true, wrote = false;
               for (int i = 0; i < ar_n; ++i) {
                 const auto k = static_cast<size_t>(i);
@@ -376,10 +402,14 @@ int main(int argc, char** argv) {
               if (!sink.write(done, sizeof(done) - 1)) return false;
               sink.done();
               return true;
+             } catch (const std::exception&) {  // outside httplib's handler guard: end this stream only
+              return false;
+             }
             },
-            [chans, &engine](bool success) {
+            [chans, &engine, &open_streams](bool success) {
               if (!success)  // the client went away: free its sequences now
                 for (auto& c : *chans) engine.cancel(c);
+              --open_streams;
             });
       };
     };
@@ -405,16 +435,31 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tessera-server: listening on http://%s:%d\n", o.host.c_str(), port);
     std::fflush(stderr);
 
-    std::atomic<bool> signalled{false};
-    std::thread http([&svr] { svr.listen_after_bind(); });
+    std::atomic<bool> signalled{false}, http_done{false};
+    std::thread http([&svr, &http_done] {
+      svr.listen_after_bind();
+      http_done = true;
+    });
     std::thread waiter([&] {
       int sig = 0;
       sigwait(&sigs, &sig);
       if (signalled.exchange(true)) return;  // the HTTP loop ended on its own
       std::fprintf(stderr, "tessera-server: %s: finishing running requests (up to %.0f s), then stopping\n",
                    sig == SIGINT ? "SIGINT" : "SIGTERM", o.shutdown_grace);
+      // A signal that came during start-up: stop() before listen() has begun would be lost.
+      for (int i = 0; i < 1000 && !svr.is_running() && !http_done.load(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
       engine.stop(o.shutdown_grace);  // new requests get 503 from here on
+      // Let open streams write their last chunks: httplib ends a chunked
+      // response without them once the listener is gone.
+      for (int i = 0; i < 1000 && open_streams.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
       svr.stop();
+      // A client that keeps a connection half-open would hold stop() forever.
+      std::thread([] {
+        std::this_thread::sleep_for(std::chrono::seconds(10));
+        std::fprintf(stderr, "tessera-server: connections still open 10 s after stopping; exiting\n");
+        std::_Exit(0);
+      }).detach();
     });
     http.join();
     if (!signalled.exchange(true)) pthread_kill(waiter.native_handle(), SIGTERM);  // wake the waiter

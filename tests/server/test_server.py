@@ -229,11 +229,31 @@ def case_errors():
         conn.send(b'{"prompt": "')
         expect(conn.getresponse().status == 413, "4 GiB body not refused with 413")
         conn.close()
+        # bodies of unknown size are refused before reading: chunked, compressed, no length
+        for hdrs, want in (({"Transfer-Encoding": "chunked"}, 411), ({"Content-Encoding": "gzip"}, 415), ({}, 411)):
+            conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+            conn.putrequest("POST", "/v1/completions")
+            for k, v in {**hdrs, "Authorization": "Bearer sesame"}.items():
+                conn.putheader(k, v)
+            if "Content-Encoding" in hdrs:
+                conn.putheader("Content-Length", "4")
+            conn.endheaders()
+            if "Content-Encoding" in hdrs:
+                conn.send(b"abcd")
+            st = conn.getresponse().status
+            conn.close()
+            expect(st == want, f"body with {hdrs or 'no length'}: {st}, want {want}")
+        st, _, body = request(s.port, "POST", "/v1/completions", {"prompt": "hi", "n": 0}, auth)
+        expect(st == 400 and json.loads(body)["error"]["param"] == "n", f"n = 0: {st}")
         # after all that, a good request is answered
         st, _, body = request(s.port, "POST", "/v1/completions", {"prompt": "Hello", "max_tokens": 4}, auth)
         expect(st == 200 and json.loads(body)["choices"][0]["finish_reason"], f"good request after bad ones: {st}")
     # overload: one sequence, no queue: a second request meanwhile gets 503 + Retry-After
     with Server("--parallel", "1", "--queue", "0") as s:
+        # a content tree nested 400000 deep (under the default 1 MiB) is a 400, not a stack overflow
+        deep = b'{"messages": [{"role": "user", "content": [{"type": ' + b"[" * 400000 + b"]" * 400000 + b"}]}]}"
+        st, _, body = request(s.port, "POST", "/v1/chat/completions", raw=deep)
+        expect(st == 400, f"deeply nested content: {st} {body[:200]!r}")
         conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
         conn.request("POST", "/v1/completions", json.dumps({"prompt": "Count:", "max_tokens": 100, "ignore_eos": True,
                                                             "stream": True}))

@@ -57,7 +57,9 @@ inline long exact_rows() noexcept { return exact_rows_slot(); }
 /// 2 cores, 16 sequences decoding together: 1.9-2.3x the tokens/s).
 class ExactRowsScope {
  public:
+  /// Sets exact_rows() to `rows` on this thread until the scope ends.
   explicit ExactRowsScope(long rows) noexcept : saved_(exact_rows_slot()) { exact_rows_slot() = rows; }
+  /// Restores the value exact_rows() had before.
   ~ExactRowsScope() { exact_rows_slot() = saved_; }
   ExactRowsScope(const ExactRowsScope&) = delete;
   ExactRowsScope& operator=(const ExactRowsScope&) = delete;
