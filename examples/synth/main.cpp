@@ -39,6 +39,7 @@
 #include "tessera/core/quant_blocks.hpp"
 #include "tessera/io/gguf.hpp"
 #include "tessera/io/gguf_writer.hpp"
+#include "tessera/io/quantize.hpp"
 #include "tessera/nn/weight.hpp"
 
 using namespace tessera;
@@ -64,27 +65,9 @@ constexpr Shape kShapes[] = {
 constexpr uint32_t kContextLength = 4096;
 constexpr float kRmsEps = 1e-5f;
 
-// A --type: one ggml type for every matrix, or llama.cpp's Q4_K_M mix. file_type is llama.cpp's LLAMA_FTYPE
-// (gguf-py's LlamaFileType). llama.cpp has no all-q4_K file type: q4_K says Q4_K_S (14), the nearest.
-struct WeightType {
-  const char* name;
-  GgmlType type;  // every matrix (the mix: the default one)
-  uint32_t file_type;
-  bool q4_k_m = false;
-};
-
-constexpr WeightType kTypes[] = {
-    {"f32", GgmlType::f32, 0},    {"f16", GgmlType::f16, 1},    {"bf16", GgmlType::bf16, 32},
-    {"q8_0", GgmlType::q8_0, 7},  {"q4_0", GgmlType::q4_0, 2},  {"q4_1", GgmlType::q4_1, 3},
-    {"q5_0", GgmlType::q5_0, 8},  {"q5_1", GgmlType::q5_1, 9},  {"q4_K", GgmlType::q4_K, 14},
-    {"q6_K", GgmlType::q6_K, 18}, {"q4_k_m", GgmlType::q4_K, 15, true},
-};
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+// A --type: io/quantize.hpp's schemes (one ggml type for every matrix, or the q4_k_m mix).
+using WeightType = io::QuantScheme;
+constexpr const auto& kTypes = io::kQuantSchemes;
 
 template <class Table>
 std::string names_of(const Table& table) {
@@ -100,16 +83,9 @@ const Shape& find_shape(std::string_view name) {
 }
 
 // Case-insensitive: q4_k, Q4_K and q4_K are one type.
-const WeightType& find_type(std::string_view name) {
-  for (const WeightType& t : kTypes)
-    if (lower(name) == lower(t.name)) return t;
-  fail("unknown type '", name, "' (one of: ", names_of(kTypes), ")");
-}
+const WeightType& find_type(std::string_view name) { return io::quant_scheme(name); }
 
-// llama.cpp's use_more_bits: the first and last eighth of the layers and every third one between them.
-bool use_more_bits(int layer, int n_layers) {
-  return layer < n_layers / 8 || layer >= 7 * n_layers / 8 || (layer - n_layers / 8) % 3 == 2;
-}
+using io::use_more_bits;
 
 // ---- the command line -------------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 /// \file
 /// GgufWriter: builds a GGUF v2/v3 file from metadata and tensors (tests make
-/// small models with it; a quantizer writes its output through it). Layout:
+/// small models with it; io/quantize.hpp streams its output through it, each
+/// tensor made only when written: add_tensor_deferred). Layout:
 /// header, metadata, tensor infos, then the data, each tensor padded to
 /// general.alignment.
 #pragma once
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstdio>
+#include <functional>
 #include <limits>
 #include <span>
 #include <string>
@@ -22,7 +24,7 @@ namespace tessera::io {
 
 inline constexpr size_t kGgmlMaxNameBytes = 63;  ///< Longest tensor name in bytes; ggml's readers refuse longer ones.
 
-/// Collects metadata and tensors (copied), then writes them as one GGUF file (to_bytes, write).
+/// Collects metadata and tensors (copied, or made at write time), then writes them as one GGUF file (to_bytes, write).
 class GgufWriter {
  public:
   /// Sets key, replacing an existing value in place. value converts from scalars (keeping their C++ type:
@@ -39,24 +41,21 @@ class GgufWriter {
   /// bytes are copied. Error naming the tensor for an unknown type, a bad shape, a row length that is not a
   /// multiple of the block size, a data size other than the shape's, or a duplicate name.
   void add_tensor(std::string name, uint32_t type, std::vector<int64_t> shape, std::span<const std::byte> data) {
-    check(!name.empty() && name.size() <= kGgmlMaxNameBytes, "GGUF tensor name '", name, "' must have 1 to ",
-          kGgmlMaxNameBytes, " bytes");
-    for (const auto& t : tensors_) check(t.name != name, "duplicate GGUF tensor name '", name, "'");
-    const TypeInfo ti = type_info(type);
-    check(ti.name != nullptr, "tensor '", name, "': unknown ggml type id ", type);
-    check(!shape.empty() && shape.size() <= kGgufMaxDims, "tensor '", name, "': ", shape.size(),
-          " dimensions (1 to ", kGgufMaxDims, " supported)");
-    uint64_t n_elements = 1;
-    for (const int64_t e : shape)
-      check(e >= 0 && !__builtin_mul_overflow(n_elements, static_cast<uint64_t>(e), &n_elements) &&
-                n_elements <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
-            "tensor '", name, "': invalid or overflowing dimension ", e);
-    check(shape[0] % ti.block_size == 0, "tensor '", name, "': row length ", shape[0], " is not a multiple of the ",
-          ti.name, " block size ", ti.block_size);
-    const uint64_t n_bytes = n_elements / static_cast<uint64_t>(ti.block_size) * ti.type_size;
+    const size_t n_bytes = checked_bytes(name, type, shape);
     check(data.size() == n_bytes, "tensor '", name, "': ", data.size(), " bytes given, its shape and type need ",
           n_bytes);
-    tensors_.push_back({std::move(name), type, std::move(shape), {data.begin(), data.end()}});
+    tensors_.push_back({std::move(name), type, std::move(shape), {data.begin(), data.end()}, {}, n_bytes});
+  }
+  /// Adds a tensor whose bytes are made only when the file is written: fill
+  /// gets a buffer of exactly the shape's size, just before the tensor's data
+  /// is written, and the buffer is freed right after. A quantizer streams a
+  /// model through this with about one tensor in memory. Same checks as
+  /// add_tensor; an Error from fill aborts the write (no file is left).
+  void add_tensor_deferred(std::string name, uint32_t type, std::vector<int64_t> shape,
+                           std::function<void(std::span<std::byte>)> fill) {
+    const size_t n_bytes = checked_bytes(name, type, shape);
+    check(static_cast<bool>(fill), "tensor '", name, "': no fill function");
+    tensors_.push_back({std::move(name), type, std::move(shape), {}, std::move(fill), n_bytes});
   }
   /// Typed form: the ggml type is T's (float, f16, bf16 or a block type).
   template <class T>
@@ -105,8 +104,29 @@ class GgufWriter {
     std::string name;
     uint32_t type;
     std::vector<int64_t> shape;
-    std::vector<std::byte> data;
+    std::vector<std::byte> data;                       // the bytes, or empty with fill set
+    std::function<void(std::span<std::byte>)> fill;  // makes the bytes at write time
+    size_t n_bytes = 0;
   };
+
+  // Validates a new tensor; returns its data size in bytes.
+  size_t checked_bytes(const std::string& name, uint32_t type, const std::vector<int64_t>& shape) const {
+    check(!name.empty() && name.size() <= kGgmlMaxNameBytes, "GGUF tensor name '", name, "' must have 1 to ",
+          kGgmlMaxNameBytes, " bytes");
+    for (const auto& t : tensors_) check(t.name != name, "duplicate GGUF tensor name '", name, "'");
+    const TypeInfo ti = type_info(type);
+    check(ti.name != nullptr, "tensor '", name, "': unknown ggml type id ", type);
+    check(!shape.empty() && shape.size() <= kGgufMaxDims, "tensor '", name, "': ", shape.size(),
+          " dimensions (1 to ", kGgufMaxDims, " supported)");
+    uint64_t n_elements = 1;
+    for (const int64_t e : shape)
+      check(e >= 0 && !__builtin_mul_overflow(n_elements, static_cast<uint64_t>(e), &n_elements) &&
+                n_elements <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
+            "tensor '", name, "': invalid or overflowing dimension ", e);
+    check(shape[0] % ti.block_size == 0, "tensor '", name, "': row length ", shape[0], " is not a multiple of the ",
+          ti.name, " block size ", ti.block_size);
+    return static_cast<size_t>(n_elements / static_cast<uint64_t>(ti.block_size) * ti.type_size);
+  }
 
   template <class Put>
   void emit(uint32_t version, Put&& put) const {
@@ -131,11 +151,17 @@ class GgufWriter {
       counted(t.shape.data(), t.shape.size() * sizeof(int64_t));
       put_u32(counted, t.type);
       counted(&offset, sizeof(offset));
-      offset += padded(t.data.size(), align);
+      offset += padded(t.n_bytes, align);
     }
     pad(counted, pos, align);
     for (const PendingTensor& t : tensors_) {
-      counted(t.data.data(), t.data.size());
+      if (t.fill) {
+        std::vector<std::byte> buf(t.n_bytes);
+        t.fill(buf);
+        counted(buf.data(), buf.size());
+      } else {
+        counted(t.data.data(), t.data.size());
+      }
       pad(counted, pos, align);
     }
   }
