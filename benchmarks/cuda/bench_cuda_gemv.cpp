@@ -51,25 +51,24 @@ void BM_gemv(benchmark::State& st) {
                 std::string(quant_traits<W>::name) + ", " + std::to_string(count) + " matrices cycled");
 }
 
-// The same over the split layout (cuda::gemv_split): random quants and scales
-// in the repacked arrays, bytes counted as in GGUF (the same total).
+// The same over the split layout (cuda::gemv_split): random bytes in every
+// array of the repacked matrices (some scales NaN or inf: the time is the
+// same), bytes counted as in GGUF (the split layout keeps the size).
 template <class W>
 void BM_gemv_split(benchmark::State& st) {
   const int64_t n = st.range(0), k = st.range(1), m = st.range(2);
   const GgmlType type = quant_traits<W>::type;
+  constexpr int bs = quant_traits<W>::block_size;
   tc::Stream s;
   const auto info = tc::device_info(0);
-  const size_t mat_bytes = static_cast<size_t>(n * k / 32) * sizeof(W);
+  const size_t mat_bytes = static_cast<size_t>(n * k / bs) * sizeof(W);
   const int count = static_cast<int>(std::max<size_t>(2, 4 * info.l2_bytes / mat_bytes + 1));
-  const int64_t nb = count * n * (k / 32), qb = tc::SplitWeight::quant_bytes(type);
-  tc::DeviceTensor<std::byte, 1> qs({nb * qb});
-  tc::DeviceTensor<f16, 1> d({nb});
-  bench_cuda::fill_random(s, qs.data(), qs.size_bytes(), 7);
-  bench_cuda::fill_random(s, d.data(), d.size_bytes(), 8);  // random f16 bits: some NaN/inf, the time is the same
+  tc::DeviceTensor<std::byte, 1> buf({tc::SplitWeight::bytes(type, count * n, k)});
+  bench_cuda::fill_random(s, buf.data(), buf.size_bytes(), 7);
   const auto x = bench_cuda::normal_activations(s, m, k);
   tc::DeviceTensor<float, 2> y({m, n});
   tc::DeviceTensor<std::byte, 1> ws({static_cast<int64_t>(tc::gemv_workspace_bytes<W>(m * k)) + 256});
-  const tc::SplitWeight all{type, qs.data(), d.data(), count * n, k};
+  const tc::SplitWeight all = tc::SplitWeight::at(type, buf.data(), count * n, k);
   auto launch_all = [&] {
     for (int c = 0; c < count; ++c) tc::gemv_split(s, all.rows(c * n, n), x.view(), y.view(), ws.view());
   };
@@ -95,5 +94,7 @@ BENCHMARK(BM_gemv<block_q4_K>)->Apply(shapes);
 BENCHMARK(BM_gemv<block_q6_K>)->Apply(shapes);
 BENCHMARK(BM_gemv_split<block_q8_0>)->Apply(shapes);
 BENCHMARK(BM_gemv_split<block_q4_0>)->Apply(shapes);
+BENCHMARK(BM_gemv_split<block_q4_K>)->Apply(shapes);
+BENCHMARK(BM_gemv_split<block_q6_K>)->Apply(shapes);
 
 BENCHMARK_MAIN();

@@ -29,6 +29,28 @@ const DeviceInfo& cached_info(int device);
 /// The device's multiprocessor count (cached).
 int sm_count(int device);
 
+/// kernel<<<grid, block, smem, st>>>(args...) with programmatic stream
+/// serialization allowed (the kernel calls dev::pdl_wait before touching what
+/// earlier kernels write); a plain launch on HIP.
+template <class... P, class... A>
+void launch_pdl(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, gpuStream_t st, A&&... args) {
+#if defined(TESSERA_HIP_BACKEND)
+  kernel<<<grid, block, smem, st>>>(static_cast<P>(args)...);
+#else
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = st;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  check_gpu(cudaLaunchKernelEx(&cfg, kernel, static_cast<P>(args)...), "cudaLaunchKernelEx");
+#endif
+}
+
 /// Carves typed pieces out of a byte workspace, 256-byte aligned, with a clear
 /// error when the caller passed too little.
 class Carver {

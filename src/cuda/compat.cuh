@@ -48,6 +48,7 @@ using gpuDeviceProp = hipDeviceProp_t;
 #define gpuGraphLaunch hipGraphLaunch
 #define gpuGraphDestroy hipGraphDestroy
 #define gpuGraphExecDestroy hipGraphExecDestroy
+#define gpuOccupancyMaxActiveBlocksPerMultiprocessor hipOccupancyMaxActiveBlocksPerMultiprocessor
 using gpuGraph_t = hipGraph_t;
 using gpuGraphExec_t = hipGraphExec_t;
 
@@ -111,6 +112,7 @@ using gpuDeviceProp = cudaDeviceProp;
 #define gpuGraphLaunch cudaGraphLaunch
 #define gpuGraphDestroy cudaGraphDestroy
 #define gpuGraphExecDestroy cudaGraphExecDestroy
+#define gpuOccupancyMaxActiveBlocksPerMultiprocessor cudaOccupancyMaxActiveBlocksPerMultiprocessor
 
 namespace tessera::cuda::dev {
 template <class T>
@@ -129,3 +131,23 @@ __device__ __forceinline__ int dp4a(int a, int b, int c) { return __dp4a(a, b, c
 #else
 #define TESSERA_HAS_MMA 0
 #endif
+
+// Programmatic dependent launch (sm_90+): a kernel launched with
+// detail::launch_pdl may start while the previous kernel of its stream still
+// runs; it must call pdl_wait() before it touches memory that kernel writes
+// (or reads and it overwrites). pdl_wait is a no-op when the kernel was
+// launched plainly, and both are no-ops below sm_90 and on HIP.
+namespace tessera::cuda::dev {
+__device__ __forceinline__ void pdl_wait() {
+#if !defined(TESSERA_HIP_BACKEND) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+/// Lets the next kernel of the stream be launched now (it still waits in pdl_wait for this one to finish).
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if !defined(TESSERA_HIP_BACKEND) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+}  // namespace tessera::cuda::dev
+

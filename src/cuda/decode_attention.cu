@@ -46,6 +46,8 @@ template <int D, KvElem E>
 __global__ void __launch_bounds__(kDecodeThreads, D >= 256 ? 2 : 4) decode_kernel(const float* __restrict__ q, KvRef kv, DeviceMask mask,
                                                                 float qscale, int64_t n_heads, int group, int splits,
                                                                 int width, float* __restrict__ part) {
+  pdl_launch_dependents();
+  pdl_wait();
   constexpr int kDimsPerLane = D / 8;  // score step: 8 lanes per key
   constexpr int kPvDims = D / 32;      // P V step: one warp per head
   extern __shared__ __align__(16) uint8_t smem[];
@@ -159,6 +161,8 @@ __global__ void __launch_bounds__(kDecodeThreads, D >= 256 ? 2 : 4) decode_kerne
 // out[b, h] = sum_s 2^(m_s - M) acc_s / sum_s 2^(m_s - M) l_s; zeros when no split saw a key.
 template <int D>
 __global__ void decode_merge_kernel(const float* __restrict__ part, int splits, float* __restrict__ out) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t bh = blockIdx.x;
   const float* p = part + bh * splits * (D + 2);
   float mx = -INFINITY;
@@ -199,9 +203,11 @@ void launch_decode(const Stream& s, const float* q, const dev::KvRef& kv, Device
                     "cudaFuncSetAttribute (decode attention)");
   const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(kv.n_kv_heads * hgroups),
                   static_cast<unsigned>(n_seqs));
-  kern<<<grid, dev::kDecodeThreads, smem, detail::native(s)>>>(q, kv, mask, qscale, n_heads, group, splits, width, part);
+  detail::launch_pdl(kern, grid, dev::kDecodeThreads, smem, detail::native(s), q, kv, mask, qscale, n_heads, group,
+                     splits, width, part);
   detail::check_launch("cuda::decode_attention");
-  dev::decode_merge_kernel<D><<<static_cast<unsigned>(n_seqs * n_heads), 128, 0, detail::native(s)>>>(part, splits, out);
+  detail::launch_pdl(dev::decode_merge_kernel<D>, static_cast<unsigned>(n_seqs * n_heads), 128, 0, detail::native(s),
+                     part, splits, out);
   detail::check_launch("cuda::decode_attention (merge)");
 }
 }  // namespace

@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "formats.cuh"
+#include "split.cuh"
 #include "tessera/backend/cuda/ops.hpp"
 
 #if defined(TESSERA_HAVE_CUBLAS)
@@ -16,6 +17,8 @@ namespace dev {
 template <class W>
 __global__ void embedding_kernel(const uint8_t* __restrict__ table, int64_t n_vocab, int64_t row_bytes,
                                  const int32_t* __restrict__ ids, int64_t n_embd, float* out) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t t = blockIdx.y;
   const int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (e >= n_embd) return;
@@ -32,17 +35,12 @@ __global__ void dequant_bf16_kernel(const uint8_t* __restrict__ w, int64_t n, in
   out[i] = float_to_bf16_bits(Fmt<W>::elem(w + (i / k) * row_bytes, i % k));
 }
 
-// Split q4_0 / q8_0 (QB quant bytes a block) -> bf16 [n, k]; one thread per element.
-template <int QB>
-__global__ void dequant_split_bf16_kernel(const uint8_t* __restrict__ qs, const uint16_t* __restrict__ d, int64_t nk,
-                                          uint16_t* out) {
+// A split matrix -> bf16 [n, k]; one thread per element.
+template <GgmlType T>
+__global__ void dequant_split_bf16_kernel(SplitW w, int64_t nk, int64_t k, uint16_t* out) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= nk) return;
-  const int64_t b = i / 32;
-  const int e = static_cast<int>(i % 32);
-  const uint8_t* q = qs + b * QB;
-  const int v = QB == 16 ? nibble(q, e) - 8 : static_cast<int8_t>(q[e]);
-  out[i] = float_to_bf16_bits(f16_bits_to_float(d[b]) * static_cast<float>(v));
+  out[i] = float_to_bf16_bits(SplitFmt<T>::elem(w, i / k, i % k));
 }
 
 __global__ void f32_to_bf16_kernel(const float* __restrict__ x, int64_t n, uint16_t* out) {
@@ -162,12 +160,14 @@ void gemm_split(const Stream& s, const SplitWeight& w, DeviceView<const float, 2
   auto* wb = c.take<uint16_t>(n * k);
   auto* xb = c.take<uint16_t>(m * k);
   const auto grid = static_cast<unsigned>(detail::ceil_div(n * k, 256));
-  const auto* qs = reinterpret_cast<const uint8_t*>(w.qs);
-  const auto* d = reinterpret_cast<const uint16_t*>(w.d);
-  if (w.type == GgmlType::q4_0)
-    dev::dequant_split_bf16_kernel<16><<<grid, 256, 0, detail::native(s)>>>(qs, d, n * k, wb);
-  else
-    dev::dequant_split_bf16_kernel<32><<<grid, 256, 0, detail::native(s)>>>(qs, d, n * k, wb);
+  const dev::SplitW sw = dev::split_w(w);
+  const gpuStream_t st = detail::native(s);
+  switch (w.type) {
+    case GgmlType::q4_0: dev::dequant_split_bf16_kernel<GgmlType::q4_0><<<grid, 256, 0, st>>>(sw, n * k, k, wb); break;
+    case GgmlType::q8_0: dev::dequant_split_bf16_kernel<GgmlType::q8_0><<<grid, 256, 0, st>>>(sw, n * k, k, wb); break;
+    case GgmlType::q4_K: dev::dequant_split_bf16_kernel<GgmlType::q4_K><<<grid, 256, 0, st>>>(sw, n * k, k, wb); break;
+    default: dev::dequant_split_bf16_kernel<GgmlType::q6_K><<<grid, 256, 0, st>>>(sw, n * k, k, wb); break;
+  }
   detail::check_launch("cuda::gemm_split (dequantize)");
   gemm_bf16(s, wb, xb, n, k, x, y);
 }

@@ -15,6 +15,8 @@ constexpr int kRowThreads = 256;
 
 __global__ void rms_norm_kernel(const float* __restrict__ x, const float* __restrict__ w, float eps, int64_t n,
                                 float* out) {
+  pdl_launch_dependents();
+  pdl_wait();
   __shared__ float scratch[32];
   const float* xr = x + blockIdx.x * n;
   float ss = 0.f;
@@ -50,6 +52,8 @@ struct RopeTable {
 // One thread per (token, head, pair).
 __global__ void rope_kernel(float* x, const int32_t* __restrict__ pos, int64_t n_tokens, int64_t n_heads,
                             int64_t head_dim, RopeTable t) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= n_tokens * n_heads * t.half) return;
   const int pair = static_cast<int>(i % t.half);
@@ -69,6 +73,8 @@ __global__ void rope_kernel(float* x, const int32_t* __restrict__ pos, int64_t n
 enum class Gate { silu, gelu };
 template <Gate G>
 __global__ void gated_kernel(const float* __restrict__ gate, const float* __restrict__ up, float* out, int64_t n) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= n) return;
   const float g = gate[i];
@@ -82,6 +88,8 @@ __global__ void gated_kernel(const float* __restrict__ gate, const float* __rest
 }
 
 __global__ void add_kernel(const float* __restrict__ a, const float* __restrict__ b, float* out, int64_t n) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i < n) out[i] = a[i] + b[i];
 }
@@ -154,6 +162,8 @@ __global__ void top_k_kernel(const float* __restrict__ x, int64_t n, int k, int3
 }
 
 __global__ void argmax_kernel(const float* __restrict__ x, int64_t n, int32_t* out) {
+  pdl_launch_dependents();
+  pdl_wait();
   __shared__ Cand scratch[32];
   const float* xr = x + blockIdx.x * n;
   Cand best{NAN, INT32_MAX};
@@ -184,8 +194,8 @@ void rms_norm(const Stream& s, DeviceView<const float, 2> x, DeviceView<const fl
   check_rows("cuda::rms_norm", x, out);
   check(w.dim(0) == x.dim(1), "cuda::rms_norm: w [", w.dim(0), "] for rows of ", x.dim(1));
   if (x.empty()) return;
-  dev::rms_norm_kernel<<<rows_grid(x.dim(0)), dev::kRowThreads, 0, detail::native(s)>>>(x.data(), w.data(), eps,
-                                                                                           x.dim(1), out.data());
+  detail::launch_pdl(dev::rms_norm_kernel, rows_grid(x.dim(0)), dev::kRowThreads, 0, detail::native(s), x.data(),
+                     w.data(), eps, x.dim(1), out.data());
   detail::check_launch("cuda::rms_norm");
 }
 
@@ -211,8 +221,8 @@ void rope(const Stream& s, DeviceView<float, 3> x, DeviceView<const int32_t, 1> 
   t.neox = p.style == RopeStyle::neox;
   const int64_t n = x.dim(0) * x.dim(1) * t.half;
   if (n == 0) return;
-  dev::rope_kernel<<<grid_for(n, 256), 256, 0, detail::native(s)>>>(x.data(), pos.data(), x.dim(0), x.dim(1),
-                                                                     x.dim(2), t);
+  detail::launch_pdl(dev::rope_kernel, grid_for(n, 256), 256, 0, detail::native(s), x.data(), pos.data(), x.dim(0),
+                     x.dim(1), x.dim(2), t);
   detail::check_launch("cuda::rope");
 }
 
@@ -223,8 +233,8 @@ void gated(const char* what, const Stream& s, DeviceView<const float, 2> gate, D
   TESSERA_CHECK(gate.shape() == up.shape() && up.shape() == out.shape(), what, ": gate ", gate.shape_str(), ", up ",
                 up.shape_str(), ", out ", out.shape_str());
   if (out.empty()) return;
-  dev::gated_kernel<G><<<grid_for(out.numel(), 256), 256, 0, detail::native(s)>>>(gate.data(), up.data(), out.data(),
-                                                                                   out.numel());
+  detail::launch_pdl(dev::gated_kernel<G>, grid_for(out.numel(), 256), 256, 0, detail::native(s), gate.data(),
+                     up.data(), out.data(), out.numel());
   detail::check_launch(what);
 }
 }  // namespace
@@ -240,8 +250,8 @@ void add(const Stream& s, DeviceView<const float, 2> a, DeviceView<const float, 
   TESSERA_CHECK(a.shape() == b.shape() && b.shape() == out.shape(), "cuda::add: a ", a.shape_str(), ", b ",
                 b.shape_str(), ", out ", out.shape_str());
   if (out.empty()) return;
-  dev::add_kernel<<<grid_for(out.numel(), 256), 256, 0, detail::native(s)>>>(a.data(), b.data(), out.data(),
-                                                                              out.numel());
+  detail::launch_pdl(dev::add_kernel, grid_for(out.numel(), 256), 256, 0, detail::native(s), a.data(), b.data(),
+                     out.data(), out.numel());
   detail::check_launch("cuda::add");
 }
 
@@ -257,7 +267,8 @@ void argmax(const Stream& s, DeviceView<const float, 2> x, DeviceView<int32_t, 1
   check(out.dim(0) == x.dim(0), "cuda::argmax: x ", x.shape_str(), " into out ", out.shape_str());
   check(x.dim(1) < INT32_MAX, "cuda::argmax: rows of ", x.dim(1), " exceed int32 indices");
   if (x.dim(0) == 0) return;
-  dev::argmax_kernel<<<rows_grid(x.dim(0)), dev::kRowThreads, 0, detail::native(s)>>>(x.data(), x.dim(1), out.data());
+  detail::launch_pdl(dev::argmax_kernel, rows_grid(x.dim(0)), dev::kRowThreads, 0, detail::native(s), x.data(),
+                     x.dim(1), out.data());
   detail::check_launch("cuda::argmax");
 }
 

@@ -13,10 +13,13 @@ namespace tessera::cuda::detail {
 /// The checks gemv_split and gemm_split share: a split type, x [m, w.k], y [m, w.n], weights present.
 inline void check_split(const char* what, const SplitWeight& w, const DeviceView<const float, 2>& x,
                         const DeviceView<float, 2>& y) {
-  check(SplitWeight::supports(w.type), what, ": only q4_0 and q8_0 split");
-  TESSERA_CHECK(w.k % 32 == 0 && x.dim(1) == w.k && y.dim(0) == x.dim(0) && y.dim(1) == w.n, what, ": weight [",
+  check(SplitWeight::supports(w.type), what, ": only q4_0, q8_0, q4_K and q6_K split");
+  const int64_t blk = w.type == GgmlType::q4_K || w.type == GgmlType::q6_K ? 256 : 32;
+  TESSERA_CHECK(w.k % blk == 0 && x.dim(1) == w.k && y.dim(0) == x.dim(0) && y.dim(1) == w.n, what, ": weight [",
                 w.n, ", ", w.k, "] with x ", x.shape_str(), " into y ", y.shape_str());
-  check(w.n == 0 || (w.qs && w.d), what, ": null weight");
+  check(w.n == 0 || (w.qs && (w.d || w.type == GgmlType::q4_K) &&
+                     (w.aux || (w.type != GgmlType::q4_K && w.type != GgmlType::q6_K)) && (w.sc || w.type != GgmlType::q6_K)),
+        what, ": null weight");
 }
 }  // namespace tessera::cuda::detail
 

@@ -4,10 +4,12 @@
 // (so every format, whatever its block size, reads memory in full coalesced
 // lines), then each warp reduces one row with integer dot products (dp4a)
 // against the 8-bit activations, or float ones for f32/f16/bf16 weights.
+#include <algorithm>
 #include <numeric>
 
 #include "async_copy.cuh"
 #include "formats.cuh"
+#include "split.cuh"
 #include "tessera/backend/cuda/ops.hpp"
 
 namespace tessera::cuda {
@@ -29,6 +31,8 @@ __device__ __forceinline__ void int8_scale(float amax, float& d, float& inv) {
 template <int Kind>
 __global__ void quantize32_kernel(const float* __restrict__ x, int64_t n_blocks, int8_t* qs, float* ds, float* ss,
                                   int16_t* sums) {
+  pdl_launch_dependents();
+  pdl_wait();  // x comes from the kernel before; the outputs may still be read by the one before that
   const int64_t blk = blockIdx.x * int64_t{8} + threadIdx.x / 32;
   if (blk >= n_blocks) return;
   const int lane = threadIdx.x % 32;
@@ -48,6 +52,8 @@ __global__ void quantize32_kernel(const float* __restrict__ x, int64_t n_blocks,
 // One warp per 256 values (q8_K): lane l holds values 8l .. 8l+7; lanes 2j, 2j+1 make sum j.
 __global__ void quantize256_kernel(const float* __restrict__ x, int64_t n_blocks, int8_t* qs, float* ds,
                                    int16_t* bsum) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t blk = blockIdx.x * int64_t{8} + threadIdx.x / 32;
   if (blk >= n_blocks) return;
   const int lane = threadIdx.x % 32;
@@ -82,6 +88,8 @@ template <class W, int M>
 __global__ void __launch_bounds__(256) gemv_kernel(const uint8_t* __restrict__ w, int64_t n_rows, int64_t row_bytes,
                                                    int64_t unit_bytes, int64_t units_per_slice, int width, Act a,
                                                    int64_t k, int m, float* __restrict__ y) {
+  pdl_launch_dependents();
+  pdl_wait();
   using F = Fmt<W>;
   constexpr int R = kRowsPerWarp;
   constexpr int64_t unit_elems = F::block_elems > F::item_elems ? F::block_elems : F::item_elems;
@@ -143,67 +151,66 @@ __global__ void __launch_bounds__(256) gemv_kernel(const uint8_t* __restrict__ w
     }
 }
 
-// Split q4_0 / q8_0 (QB = 16 / 32 quant bytes a block): a warp per row, lane
-// l takes blocks l, l + 32, ...; kUnroll of them are loaded before any is
-// used, so each lane keeps kUnroll * QB bytes in flight with no shared memory.
-constexpr int kSplitWarps = 4, kUnroll = 4;
+// Split layout: each warp owns a run of consecutive rows and walks them in
+// steps of 32 * U sub-blocks (lane l takes sub-blocks l, l + 32, ...). The
+// loads of step s + 1 are issued before step s is used (two register sets),
+// so a warp always has U sub-blocks per lane in flight, across row ends too;
+// the grid holds every warp at once (sized from the occupancy), so nothing
+// waits for a block to retire. The weights do not depend on earlier kernels:
+// the first step is loaded before pdl_wait, overlapping the quantizer.
+constexpr int kSplitWarps = 8;
+template <GgmlType T>
+__host__ __device__ constexpr int split_unroll() { return T == GgmlType::q8_0 ? 2 : 4; }
 
-template <int QB, int M>
+template <GgmlType T, int M>
 __global__ void __launch_bounds__(32 * kSplitWarps)
-    gemv_split_kernel(const uint8_t* __restrict__ qs, const uint16_t* __restrict__ d, int64_t n, int64_t nb, Act a,
-                      int64_t k, int m, float* __restrict__ y) {
+    gemv_split_kernel(SplitW w, int64_t n, int rows_per_warp, Act a, int64_t k, int m, float* __restrict__ y) {
+  using F = SplitFmt<T>;
+  using Regs = typename F::Regs;
+  constexpr int U = split_unroll<T>();
+  pdl_launch_dependents();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t row = blockIdx.x * int64_t{kSplitWarps} + warp;
-  if (row >= n) return;
-  const uint4* rq = reinterpret_cast<const uint4*>(qs + row * nb * QB);
-  const uint16_t* rd = d + row * nb;
+  const int64_t row0 = (blockIdx.x * int64_t{kSplitWarps} + warp) * rows_per_warp;
+  const int64_t rows = n - row0 < rows_per_warp ? n - row0 : rows_per_warp;
+  const int nb = static_cast<int>(w.nb), spr = (nb + 32 * U - 1) / (32 * U);  // steps per row
+  const int64_t total = rows > 0 ? rows * spr : 0;
+  Regs ra[U] = {}, rb[U] = {};
+  int64_t lrow = row0, urow = row0;  // the rows of the next load and of the next use
+  int lst = 0, ust = 0;              // their steps inside the row
+  auto load = [&](Regs(&r)[U]) {
+    const int b0 = lst * 32 * U + lane;
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (b0 + 32 * u < nb) F::load(w, lrow, b0 + 32 * u, r[u]);
+    if (++lst == spr) lst = 0, ++lrow;
+  };
   float acc[M];
 #pragma unroll
   for (int j = 0; j < M; ++j) acc[j] = 0.f;
-  for (int64_t b0 = lane; b0 < nb; b0 += 32 * kUnroll) {
-    uint4 q[kUnroll][QB / 16];
-    float dw[kUnroll];
+  auto use = [&](const Regs(&r)[U]) {
+    const int b0 = ust * 32 * U + lane;
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t b = b0 + 32 * u;
-      if (b < nb) {
-#pragma unroll
-        for (int i = 0; i < QB / 16; ++i) q[u][i] = __ldg(rq + b * (QB / 16) + i);
-        dw[u] = f16_bits_to_float(__ldg(rd + b));
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t b = b0 + 32 * u;
-      if (b >= nb) break;
-      int w[8];
-      if constexpr (QB == 16) {  // q4_0: low nibbles are elements 0..15, high 16..31
-        const uint32_t v[4] = {q[u][0].x, q[u][0].y, q[u][0].z, q[u][0].w};
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          w[i] = static_cast<int>(v[i] & 0x0f0f0f0fu);
-          w[i + 4] = static_cast<int>((v[i] >> 4) & 0x0f0f0f0fu);
-        }
-      } else {
-        w[0] = static_cast<int>(q[u][0].x), w[1] = static_cast<int>(q[u][0].y);
-        w[2] = static_cast<int>(q[u][0].z), w[3] = static_cast<int>(q[u][0].w);
-        w[4] = static_cast<int>(q[u][1].x), w[5] = static_cast<int>(q[u][1].y);
-        w[6] = static_cast<int>(q[u][1].z), w[7] = static_cast<int>(q[u][1].w);
-      }
+    for (int u = 0; u < U; ++u)
+      if (b0 + 32 * u < nb) F::template dot<M>(r[u], b0 + 32 * u, a, k, m, acc);
+    if (++ust == spr) {
 #pragma unroll
       for (int j = 0; j < M; ++j) {
         if (j >= m) continue;
-        const int4* x = reinterpret_cast<const int4*>(a.qs + j * k + b * 32);
-        const int off = QB == 16 ? 8 * a.bsum[j * (k / 32) + b] : 0;  // q4_0 stores q + 8
-        acc[j] += dw[u] * a.d[j * (k / 32) + b] * static_cast<float>(dot32(w, x[0], x[1]) - off);
+        const float v = warp_sum(acc[j]);
+        if (lane == 0) y[j * n + urow] = v;
+        acc[j] = 0.f;
       }
+      ust = 0, ++urow;
     }
-  }
-#pragma unroll
-  for (int j = 0; j < M; ++j) {
-    if (j >= m) continue;
-    const float v = warp_sum(acc[j]);
-    if (lane == 0) y[j * n + row] = v;
+  };
+  if (total > 0) load(ra);
+  pdl_wait();  // the activations (and y) belong to the kernels before
+  for (int64_t s = 0; s < total; s += 2) {
+    if (s + 1 < total) load(rb);
+    use(ra);
+    if (s + 1 >= total) break;
+    if (s + 2 < total) load(ra);
+    use(rb);
   }
 }
 
@@ -227,7 +234,8 @@ dev::Act quantize_act(const Stream& s, int kind, const float* x, int64_t mk, Dev
     auto* bs = c.take<int16_t>(mk / 16);
     a.bsum = bs;
     const int64_t nb = mk / 256;
-    dev::quantize256_kernel<<<static_cast<unsigned>(detail::ceil_div(nb, 8)), 256, 0, st>>>(x, nb, qs, d, bs);
+    detail::launch_pdl(dev::quantize256_kernel, static_cast<unsigned>(detail::ceil_div(nb, 8)), 256, 0, st, x, nb, qs,
+                       d, bs);
   } else {
     float* sums = kind == 2 ? c.take<float>(mk / 32) : nullptr;
     auto* qsum = c.take<int16_t>(mk / 32);
@@ -235,8 +243,8 @@ dev::Act quantize_act(const Stream& s, int kind, const float* x, int64_t mk, Dev
     a.bsum = qsum;
     const int64_t nb = mk / 32;
     const auto grid = static_cast<unsigned>(detail::ceil_div(nb, 8));
-    if (kind == 2) dev::quantize32_kernel<2><<<grid, 256, 0, st>>>(x, nb, qs, d, sums, qsum);
-    else dev::quantize32_kernel<1><<<grid, 256, 0, st>>>(x, nb, qs, d, sums, qsum);
+    if (kind == 2) detail::launch_pdl(dev::quantize32_kernel<2>, grid, 256, 0, st, x, nb, qs, d, sums, qsum);
+    else detail::launch_pdl(dev::quantize32_kernel<1>, grid, 256, 0, st, x, nb, qs, d, sums, qsum);
   }
   detail::check_launch("quantize activations");
   return a;
@@ -302,26 +310,44 @@ void gemv(const Stream& s, DeviceView<const W, 2> w, DeviceView<const float, 2> 
   detail::check_launch("cuda::gemv");
 }
 
+namespace {
+// The split kernel over every row: each warp a run of rows_per_warp rows, the
+// grid no larger than what the device holds at once.
+template <GgmlType T, int M>
+void launch_split(const Stream& s, const SplitWeight& w, const dev::Act& a, int m, float* y) {
+  auto* kern = dev::gemv_split_kernel<T, M>;
+  constexpr int threads = 32 * dev::kSplitWarps;
+  static const int per_sm = [&] {
+    int b = 0;
+    detail::check_gpu(gpuOccupancyMaxActiveBlocksPerMultiprocessor(&b, kern, threads, 0), "cudaOccupancy (gemv_split)");
+    return std::max(b, 1);
+  }();
+  const int64_t max_warps = int64_t{detail::sm_count(s.device())} * per_sm * dev::kSplitWarps;
+  const int64_t rows_per_warp = detail::ceil_div(w.n, max_warps);
+  const int64_t warps = detail::ceil_div(w.n, rows_per_warp);
+  detail::launch_pdl(kern, static_cast<unsigned>(detail::ceil_div(warps, dev::kSplitWarps)), threads, 0,
+                     detail::native(s), dev::split_w(w), w.n, static_cast<int>(rows_per_warp), a, w.k, m, y);
+}
+}  // namespace
+
 void gemv_split(const Stream& s, const SplitWeight& w, DeviceView<const float, 2> x, DeviceView<float, 2> y,
                 DeviceView<std::byte, 1> workspace) {
   const int64_t n = w.n, k = w.k, m = x.dim(0);
   detail::check_split("cuda::gemv_split", w, x, y);
   check(m >= 1 && m <= 8, "cuda::gemv_split: ", m, " vectors (1 to 8 supported; use gemm_split for more)");
   if (n == 0) return;
-  const dev::Act a = quantize_act(s, 1, x.data(), m * k, workspace);
-  const auto grid = static_cast<unsigned>(detail::ceil_div(n, dev::kSplitWarps));
-  const auto* qs = reinterpret_cast<const uint8_t*>(w.qs);
-  const auto* d = reinterpret_cast<const uint16_t*>(w.d);
-  auto go = [&]<int QB>() {
-    if (m == 1)
-      dev::gemv_split_kernel<QB, 1><<<grid, 32 * dev::kSplitWarps, 0, detail::native(s)>>>(qs, d, n, k / 32, a, k, 1,
-                                                                                            y.data());
-    else
-      dev::gemv_split_kernel<QB, 8><<<grid, 32 * dev::kSplitWarps, 0, detail::native(s)>>>(
-          qs, d, n, k / 32, a, k, static_cast<int>(m), y.data());
+  const bool kq = w.type == GgmlType::q4_K || w.type == GgmlType::q6_K;
+  const dev::Act a = quantize_act(s, kq ? 3 : 1, x.data(), m * k, workspace);
+  auto go = [&]<GgmlType T>() {
+    if (m == 1) launch_split<T, 1>(s, w, a, 1, y.data());
+    else launch_split<T, 8>(s, w, a, static_cast<int>(m), y.data());
   };
-  if (w.type == GgmlType::q4_0) go.template operator()<16>();
-  else go.template operator()<32>();
+  switch (w.type) {
+    case GgmlType::q4_0: go.template operator()<GgmlType::q4_0>(); break;
+    case GgmlType::q8_0: go.template operator()<GgmlType::q8_0>(); break;
+    case GgmlType::q4_K: go.template operator()<GgmlType::q4_K>(); break;
+    default: go.template operator()<GgmlType::q6_K>(); break;
+  }
   detail::check_launch("cuda::gemv_split");
 }
 

@@ -20,6 +20,8 @@ struct KvDst {
 template <KvElem E>
 __global__ void kv_store_kernel(const float* __restrict__ k, const float* __restrict__ v,
                                 const int32_t* __restrict__ pos, int64_t n_tokens, KvDst dst, int* bad) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t per_head = dst.head_dim / 32;
   const int64_t per_token = 2 * dst.n_kv_heads * per_head;
   const int64_t w = blockIdx.x * int64_t{8} + threadIdx.x / 32;
@@ -87,7 +89,8 @@ void kv_store(const Stream& s, DeviceView<const float, 3> k, DeviceView<const fl
   const int64_t warps = T * 2 * dst.n_kv_heads * (dst.head_dim / 32);
   const auto grid = static_cast<unsigned>(detail::ceil_div(warps, 8));
   auto go = [&]<KvElem E>() {
-    dev::kv_store_kernel<E><<<grid, 256, 0, detail::native(s)>>>(k.data(), v.data(), pos.data(), T, d, fault.data());
+    detail::launch_pdl(dev::kv_store_kernel<E>, grid, 256, 0, detail::native(s), k.data(), v.data(), pos.data(), T, d,
+                       fault.data());
   };
   if (dst.elem == KvElem::f16) go.template operator()<KvElem::f16>();
   else if (dst.elem == KvElem::bf16) go.template operator()<KvElem::bf16>();

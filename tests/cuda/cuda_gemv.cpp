@@ -43,22 +43,25 @@ std::vector<float> dequant(const std::vector<W>& w) {
 // <= k/32 float block terms are added differs, each addition rounding by
 // 2^-24 relative, so |diff| <= (k/32 + 8) 2^-23 sum|w x|. For float W every
 // one of the k products is added in another order: k 2^-23 sum|w x|.
-// The split layout of w, on the device: quants then scales in one buffer.
+// The split layout of w, on the device: every array in one buffer, written
+// by two split_rows calls (rows [0, n/2) and [n/2, n)) as the model's fused
+// matrices are, so row offsets into each array are exercised.
 template <class W>
 tc::DeviceTensor<std::byte, 1> upload_split(const tc::Stream& s, const std::vector<W>& w, int64_t n, int64_t k,
                                             tc::SplitWeight& sw) {
   const GgmlType t = quant_traits<W>::type;
   REQUIRE(tc::SplitWeight::supports(t));
-  const int64_t nb = n * (k / 32), qb = tc::SplitWeight::quant_bytes(t);
-  std::vector<std::byte> host(static_cast<size_t>(nb * (qb + 2)));
-  tc::split_rows(t, reinterpret_cast<const std::byte*>(w.data()), n, k, host.data(),
-                 reinterpret_cast<f16*>(host.data() + nb * qb));
+  std::vector<std::byte> host(static_cast<size_t>(tc::SplitWeight::bytes(t, n, k)));
+  const auto* src = reinterpret_cast<const std::byte*>(w.data());
+  const int64_t half = n / 2, row_bytes = k / quant_traits<W>::block_size * int64_t{sizeof(W)};
+  tc::split_rows(t, src, half, k, host.data(), n, 0);
+  tc::split_rows(t, src + half * row_bytes, n - half, k, host.data(), n, half);
   auto buf = gpu_test::to_dev<std::byte, 1>(s, host, {static_cast<int64_t>(host.size())});
-  sw = {t, buf.data(), reinterpret_cast<const f16*>(buf.data() + nb * qb), n, k};
+  sw = tc::SplitWeight::at(t, buf.data(), n, k);
   return buf;
 }
 
-// split: the same product through gemv_split over the repacked matrix (q4_0, q8_0).
+// split: the same product through gemv_split over the repacked matrix (q4_0, q8_0, q4_K, q6_K).
 template <class W>
 void check_gemv(const tc::Stream& s, int64_t n, int64_t k, int64_t m, uint32_t seed, bool split = false) {
   CAPTURE(quant_traits<W>::name, n, k, m, split);
@@ -165,15 +168,23 @@ TEMPLATE_TEST_CASE("cuda gemv matches the scalar kernels", "[cuda][gemv]", float
 }
 
 TEMPLATE_TEST_CASE("cuda gemv_split and gemm_split match the scalar kernels", "[cuda][gemv]", block_q8_0,
-                   block_q4_0) {
+                   block_q4_0, block_q4_K, block_q6_K) {
   if (!gpu_test::have_gpu()) return;
   tc::Stream s;
   uint32_t seed = 500;
-  // K: one block, an odd count, a count past one unrolled step (4 x 32 blocks) with a tail.
-  for (int64_t k : {32, 96, 4160, 14336})
+  constexpr bool kq = quant_traits<TestType>::block_size == 256;
+  // K: one block, an odd count, a count past one unrolled step (up to 4 x 32
+  // sub-blocks) with a tail, the 7B down projection's width. N: one row, odd
+  // counts, and 4099 rows (more than the resident warps: runs of several
+  // rows a warp, the last run short).
+  const std::vector<int64_t> ks = kq ? std::vector<int64_t>{256, 768, 4352, 14336}
+                                     : std::vector<int64_t>{32, 96, 4160, 14336};
+  for (int64_t k : ks)
     for (int64_t n : {1, 5, 67})
       for (int64_t m : {1, 3, 8}) check_gemv<TestType>(s, n, k, m, seed++, /*split=*/true);
-  check_gemm<TestType>(s, 37, 67, 4160, seed++, /*split=*/true);
+  check_gemv<TestType>(s, 4099, ks[1], 1, seed++, /*split=*/true);
+  check_gemv<TestType>(s, 4099, ks[1], 5, seed++, /*split=*/true);
+  check_gemm<TestType>(s, 37, 67, kq ? 4352 : 4160, seed++, /*split=*/true);
 }
 
 TEMPLATE_TEST_CASE("cuda gemm matches a double-precision product", "[cuda][gemm]", float, f16, bf16, block_q8_0,

@@ -39,7 +39,7 @@ struct CudaContextOptions {
   int page_size = 64;  ///< rows per page when paged
   bool graph = true;  ///< capture the decode step once and replay it
   bool fuse = true;  ///< one GEMV over Wq|Wk|Wv and one over Wgate|Wup where their types agree
-  bool split = true;  ///< q4_0 / q8_0 matrices repacked at upload (cuda::SplitWeight)
+  bool split = true;  ///< q4_0 / q8_0 / q4_K / q6_K matrices repacked at upload (cuda::SplitWeight)
   int device = 0;  ///< index of the GPU to run on
 };
 
@@ -60,6 +60,8 @@ class LlamaCudaContext {
     check(n_layers >= 0 && n_layers <= c_.n_layers, "LlamaCudaContext: ", n_layers, " layers of a model with ",
           c_.n_layers);
     n_layers_ = n_layers > 0 ? n_layers : c_.n_layers;
+    check(c_.family == Family::llama, "LlamaCudaContext: the GPU runs the llama family; ", family_name(c_.family),
+          " models run on the CPU");
     check(c_.head_dim == 64 || c_.head_dim == 128 || c_.head_dim == 256, "LlamaCudaContext: head_dim ", c_.head_dim,
           " (the GPU attention kernels take 64, 128 or 256)");
     check(opt_.kv == cuda::KvElem::f16 || opt_.kv == cuda::KvElem::q8_0,
@@ -127,13 +129,13 @@ class LlamaCudaContext {
 
  private:
   // A matrix on the device, viewed (not owned): GGUF blocks with rows packed,
-  // or (d set) the split layout of q4_0 / q8_0, data holding the quants.
+  // or (is_split) the split layout, data holding the quants.
   struct DevLinear {
     GgmlType type = GgmlType::f32;
     const std::byte* data = nullptr;
     int64_t n_out = 0, n_in = 0;
-    const f16* d = nullptr;
-    cuda::SplitWeight split() const { return {type, data, d, n_out, n_in}; }
+    bool is_split = false;
+    cuda::SplitWeight sw{};
   };
   struct DevLayer {
     cuda::DeviceTensor<float, 1> attn_norm, ffn_norm;
@@ -198,8 +200,8 @@ class LlamaCudaContext {
       const DevLinear all = upload_split(parts);
       int64_t r0 = 0;
       for (const nn::Weight* p : parts) {
-        const cuda::SplitWeight sw = all.split().rows(r0, p->n_out);
-        out.push_back({p->type, sw.qs, p->n_out, p->n_in, sw.d});
+        const cuda::SplitWeight sw = all.sw.rows(r0, p->n_out);
+        out.push_back({p->type, sw.qs, p->n_out, p->n_in, true, sw});
         r0 += p->n_out;
       }
       *fused = all;
@@ -225,24 +227,21 @@ class LlamaCudaContext {
 
   bool splits(GgmlType t) const { return opt_.split && cuda::SplitWeight::supports(t); }
 
-  // The rows of parts (one type, one width) in the split layout: all quants, then all scales.
+  // The rows of parts (one type, one width) as one matrix in the split layout.
   DevLinear upload_split(const std::vector<const nn::Weight*>& parts) {
     const GgmlType t = parts[0]->type;
-    const int64_t k = parts[0]->n_in, qb = cuda::SplitWeight::quant_bytes(t);
+    const int64_t k = parts[0]->n_in;
     int64_t n = 0;
     for (const nn::Weight* p : parts) n += p->n_out;
-    const int64_t nb = n * (k / 32);
-    std::vector<std::byte> host(static_cast<size_t>(nb * (qb + 2)));
-    auto* d = reinterpret_cast<f16*>(host.data() + nb * qb);
+    std::vector<std::byte> host(static_cast<size_t>(cuda::SplitWeight::bytes(t, n, k)));
     int64_t r0 = 0;
     for (const nn::Weight* p : parts) {
-      const int64_t b0 = r0 * (k / 32);
-      cuda::split_rows(t, p->data, p->n_out, k, host.data() + b0 * qb, d + b0);
+      cuda::split_rows(t, p->data, p->n_out, k, host.data(), n, r0);
       r0 += p->n_out;
     }
     auto& buf = owned_.emplace_back(std::array<int64_t, 1>{static_cast<int64_t>(host.size())}, "model weights");
     cuda::detail::copy_to_device(s_, buf.data(), host.data(), host.size());
-    return {t, buf.data(), n, k, reinterpret_cast<const f16*>(buf.data() + nb * qb)};
+    return {t, buf.data(), n, k, true, cuda::SplitWeight::at(t, buf.data(), n, k)};
   }
 
   DevLinear upload(const nn::Weight& w) {
@@ -367,9 +366,9 @@ class LlamaCudaContext {
   }
 
   void linear(const DevLinear& w, cuda::DeviceView<const float, 2> x, cuda::DeviceView<float, 2> y) {
-    if (w.d) {
-      if (x.dim(0) <= 8) cuda::gemv_split(s_, w.split(), x, y, gemv_ws_.view());
-      else cuda::gemm_split(s_, w.split(), x, y, gemm_ws_.view());
+    if (w.is_split) {
+      if (x.dim(0) <= 8) cuda::gemv_split(s_, w.sw, x, y, gemv_ws_.view());
+      else cuda::gemm_split(s_, w.sw, x, y, gemm_ws_.view());
       return;
     }
     typed(w, [&]<class W>(cuda::DeviceView<const W, 2> wv) {

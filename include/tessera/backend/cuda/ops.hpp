@@ -42,46 +42,140 @@ template <DeviceWeight W>
 void gemv(const Stream& s, DeviceView<const W, 2> w, DeviceView<const float, 2> x, DeviceView<float, 2> y,
           DeviceView<std::byte, 1> workspace);
 
-/// A q4_0 or q8_0 matrix [n, k] repacked for the decode GEMV ("split"
-/// layout): every block's quants in one array, qs [n, k/32, 16 or 32 bytes],
-/// its f16 scales in another, d [n, k/32].  A lane then reads a block's quants
-/// with one or two 16-byte loads straight from memory, which GGUF's 18- and
-/// 34-byte blocks (2-byte aligned) do not allow.  Rows are packed in both
-/// arrays, so rows [r0, r1) of a split matrix are a split matrix.
+/// A q4_0, q8_0, q4_K or q6_K matrix [n, k] repacked for the decode GEMV
+/// ("split" layout): per 32-value sub-block, its quants in one array and its
+/// scales in others, so a lane reads a sub-block with one 16-byte load
+/// straight from memory, which the GGUF blocks (18 to 210 bytes, 2-byte
+/// aligned) do not allow.  The arrays, rows packed in each:
+///
+/// - q4_0: qs [n, k/32, 16] (byte t: value t in the low nibble, t + 16 in the
+///   high one, as in GGUF), d [n, k/32] f16.
+/// - q8_0: qs [n, k/32, 32] int8, d [n, k/32] f16.
+/// - q4_K: qs [n, k/32, 16] nibbles ordered as q4_0, aux [n, k/256, 16] the
+///   GGUF block header (d, dmin, the 12 bytes of 6-bit scales and mins).
+/// - q6_K: qs [n, k/32, 16] low nibbles ordered as q4_0, aux [n, k/32, 8] the
+///   top 2 bits (two words of 16 values; value 4i + j of a word at bit 8j + 2i),
+///   sc [n, k/32, 2] the int8 scales, d [n, k/256] f16.
+///
+/// Every format keeps its GGUF size.  Rows [r0, r1) of a split matrix are a split matrix.
 struct SplitWeight {
-  GgmlType type = GgmlType::q4_0;  ///< block format: q4_0 or q8_0 (see supports())
-  const std::byte* qs = nullptr;  ///< device
-  const f16* d = nullptr;  ///< device
+  GgmlType type = GgmlType::q4_0;  ///< block format (see supports())
+  const std::byte* qs = nullptr;  ///< device: quants
+  const f16* d = nullptr;  ///< device: f16 scales (q4_0, q8_0, q6_K)
   ///@{
-  /// Rows, and values per row (a multiple of 32).
+  /// Rows, and values per row (a multiple of 32; of 256 for q4_K / q6_K).
   int64_t n = 0, k = 0;
   ///@}
+  const std::byte* aux = nullptr;  ///< device: q4_K headers, q6_K top bits
+  const int8_t* sc = nullptr;  ///< device: q6_K scales
   /// Rows [r0, r0 + rows).
   SplitWeight rows(int64_t r0, int64_t rows) const {
-    return {type, qs + r0 * (k / 32) * quant_bytes(type), d + r0 * (k / 32), rows, k};
+    const int64_t nb = k / 32;
+    SplitWeight w = *this;
+    w.n = rows;
+    w.qs = qs + r0 * nb * quant_bytes(type);
+    if (d) w.d = d + r0 * (type == GgmlType::q6_K ? nb / 8 : nb);
+    if (aux) w.aux = aux + r0 * (type == GgmlType::q4_K ? nb / 8 * 16 : nb * 8);
+    if (sc) w.sc = sc + r0 * nb * 2;
+    return w;
   }
-  /// Whether blocks of type t can be split (q4_0 and q8_0 only).
-  static bool supports(GgmlType t) { return t == GgmlType::q4_0 || t == GgmlType::q8_0; }
-  /// Bytes of one block's quants.
-  static int64_t quant_bytes(GgmlType t) { return t == GgmlType::q4_0 ? 16 : 32; }
+  /// Whether blocks of type t can be split (q4_0, q8_0, q4_K, q6_K).
+  static bool supports(GgmlType t) {
+    return t == GgmlType::q4_0 || t == GgmlType::q8_0 || t == GgmlType::q4_K || t == GgmlType::q6_K;
+  }
+  /// Bytes of one 32-value sub-block's quants.
+  static int64_t quant_bytes(GgmlType t) { return t == GgmlType::q8_0 ? 32 : 16; }
+  /// Bytes of one buffer holding every array of an [n, k] matrix (each 16-byte aligned); see at().
+  static int64_t bytes(GgmlType t, int64_t n, int64_t k) {
+    const int64_t a[4] = {plane(t, 0, n, k), plane(t, 1, n, k), plane(t, 2, n, k), plane(t, 3, n, k)};
+    return a[0] + a[1] + a[2] + a[3];
+  }
+  /// The arrays of an [n, k] matrix in buf (bytes(t, n, k) bytes): qs, aux, sc, d, in that order.
+  static SplitWeight at(GgmlType t, const std::byte* buf, int64_t n, int64_t k) {
+    const int64_t o1 = plane(t, 0, n, k), o2 = o1 + plane(t, 1, n, k), o3 = o2 + plane(t, 2, n, k);
+    SplitWeight w{t, buf, nullptr, n, k};
+    if (t != GgmlType::q4_K) w.d = reinterpret_cast<const f16*>(buf + o3);
+    if (t == GgmlType::q4_K || t == GgmlType::q6_K) w.aux = buf + o1;
+    if (t == GgmlType::q6_K) w.sc = reinterpret_cast<const int8_t*>(buf + o2);
+    return w;
+  }
+  /// Bytes of array i (0 qs, 1 aux, 2 sc, 3 d), rounded up to 16.
+  static int64_t plane(GgmlType t, int i, int64_t n, int64_t k) {
+    const int64_t nb = n * (k / 32);
+    int64_t b = 0;
+    if (i == 0) b = nb * quant_bytes(t);
+    else if (i == 1) b = t == GgmlType::q4_K ? nb / 8 * 16 : t == GgmlType::q6_K ? nb * 8 : 0;
+    else if (i == 2) b = t == GgmlType::q6_K ? nb * 2 : 0;
+    else b = t == GgmlType::q4_K ? 0 : t == GgmlType::q6_K ? nb / 8 * 2 : nb * 2;
+    return (b + 15) / 16 * 16;
+  }
 };
 
-/// Host side of the repack: n GGUF rows of k values (q4_0 or q8_0 blocks) into
-/// qs [n * k/32 * quant_bytes] and d [n * k/32].  O(n k) bytes.
-inline void split_rows(GgmlType t, const std::byte* gguf, int64_t n, int64_t k, std::byte* qs, f16* d) {
-  check(SplitWeight::supports(t), "cuda::split_rows: only q4_0 and q8_0 split");
-  const int64_t nb = n * (k / 32), qb = SplitWeight::quant_bytes(t), bb = qb + 2;
-  for (int64_t b = 0; b < nb; ++b) {
-    const std::byte* src = gguf + b * bb;
-    std::memcpy(&d[b], src, 2);
-    std::memcpy(qs + b * qb, src + 2, static_cast<size_t>(qb));
+/// Host side of the repack: GGUF rows (`rows` of k values) become rows
+/// [r0, r0 + rows) of the n-row split matrix in buf (SplitWeight::at(t, buf, n, k),
+/// host memory).  O(rows k) bytes.
+inline void split_rows(GgmlType t, const std::byte* gguf, int64_t rows, int64_t k, std::byte* buf, int64_t n,
+                       int64_t r0 = 0) {
+  check(SplitWeight::supports(t), "cuda::split_rows: q4_0, q8_0, q4_K or q6_K only");
+  check(k % (t == GgmlType::q4_K || t == GgmlType::q6_K ? 256 : 32) == 0 && r0 >= 0 && r0 + rows <= n,
+        "cuda::split_rows: rows ", r0, "+", rows, " of ", n, ", k = ", k);
+  const SplitWeight all = SplitWeight::at(t, buf, n, k), w = all.rows(r0, rows);
+  auto* qs = const_cast<std::byte*>(w.qs);
+  auto* d = const_cast<f16*>(w.d);
+  auto* aux = const_cast<std::byte*>(w.aux);
+  auto* sc = const_cast<int8_t*>(w.sc);
+  const int64_t nb = rows * (k / 32);
+  if (t == GgmlType::q4_0 || t == GgmlType::q8_0) {
+    const int64_t qb = SplitWeight::quant_bytes(t), bb = qb + 2;
+    for (int64_t b = 0; b < nb; ++b) {
+      std::memcpy(&d[b], gguf + b * bb, 2);
+      std::memcpy(qs + b * qb, gguf + b * bb + 2, static_cast<size_t>(qb));
+    }
+    return;
+  }
+  const int64_t ns = nb / 8;  // super-blocks
+  auto* q = reinterpret_cast<uint8_t*>(qs);
+  for (int64_t s = 0; s < ns; ++s) {
+    uint8_t v[256];  // 4-bit values (q4_K) or low nibbles (q6_K), in element order
+    if (t == GgmlType::q4_K) {
+      block_q4_K b;
+      std::memcpy(&b, gguf + s * 144, 144);
+      std::memcpy(aux + s * 16, &b, 16);
+      for (int i = 0; i < 256; ++i) {
+        const uint8_t byte = b.qs[32 * (i / 64) + i % 32];
+        v[i] = (i / 32) % 2 ? byte >> 4 : byte & 15;
+      }
+    } else {
+      block_q6_K b;
+      std::memcpy(&b, gguf + s * 210, 210);
+      std::memcpy(&d[s], &b.d, 2);
+      uint8_t hi[256];
+      for (int i = 0; i < 256; ++i) {
+        const int h = i / 128, g = (i % 128) / 32, l = i % 32;
+        const uint8_t lo = b.ql[64 * h + 32 * (g & 1) + l];
+        v[i] = g < 2 ? lo & 15 : lo >> 4;
+        hi[i] = (b.qh[32 * h + l] >> (2 * g)) & 3;
+      }
+      for (int j = 0; j < 8; ++j) {
+        uint32_t word[2] = {0, 0};
+        for (int e = 0; e < 32; ++e)
+          word[e / 16] |= static_cast<uint32_t>(hi[32 * j + e]) << (8 * (e % 4) + 2 * ((e % 16) / 4));
+        std::memcpy(aux + (s * 8 + j) * 8, word, 8);
+        sc[(s * 8 + j) * 2] = b.scales[2 * j];
+        sc[(s * 8 + j) * 2 + 1] = b.scales[2 * j + 1];
+      }
+    }
+    for (int j = 0; j < 8; ++j)
+      for (int e = 0; e < 16; ++e)
+        q[(s * 8 + j) * 16 + e] = static_cast<uint8_t>(v[32 * j + e] | (v[32 * j + e + 16] << 4));
   }
 }
 
-/// y = W x over a split matrix: as gemv<block_q4_0 / block_q8_0> (the same
-/// int8 activations, the same integer block sums), each warp a row, each lane
-/// four blocks in flight per step.  x [M, k], y [M, n], M <= 8;
-/// workspace gemv_workspace_bytes<block_q8_0>(M * k).  O(n k) bytes.
+/// y = W x over a split matrix: as gemv<block_q4_0 / q8_0 / q4_K / q6_K> (the
+/// same int8 activations, the same integer block sums).  Each warp owns a run
+/// of rows and streams them with the next sub-blocks' loads issued before the
+/// current ones are used.  x [M, k], y [M, n], M <= 8; workspace
+/// gemv_workspace_bytes of the GGUF type (M * k).  O(n k) bytes.
 void gemv_split(const Stream& s, const SplitWeight& w, DeviceView<const float, 2> x, DeviceView<float, 2> y,
                 DeviceView<std::byte, 1> workspace);
 
