@@ -46,6 +46,12 @@ std::string default_model() {
   fail("no model given and the default model is missing: run scripts/fetch-model, or pass -m MODEL.gguf");
 }
 
+// The model's chat template, or its family's default (Gemma's base models ship none).
+io::ChatTemplate chat_template(const models::LlamaModel& model) {
+  return io::ChatTemplate::for_model(model.file().meta().get_or<std::string>("tokenizer.chat_template", ""),
+                                     model.config().arch);
+}
+
 void print_stats(const runtime::GenerationResult& r) {
   std::fprintf(stderr,
                "\n\nprompt tokens: %d | prefill: %.1f tok/s | decode: %.1f tok/s (%zu tokens) | "
@@ -313,8 +319,7 @@ int main(int argc, char** argv) {
       const io::Tokenizer tok = io::Tokenizer::from_spec(io::tokenizer_spec_from_gguf(model->file().meta()));
       models::LlamaCudaContext ctx(model, a.n_ctx, a.n_batch, cuda_options(a));
       if (a.chat) {
-        const auto tmpl =
-            io::ChatTemplate::from_source(model->file().meta().get<std::string>("tokenizer.chat_template"));
+        const auto tmpl = chat_template(*model);
         return run_chat(a, ctx, tok, tmpl);
       }
       return run_generate(a, ctx, model, tok);
@@ -335,7 +340,7 @@ int main(int argc, char** argv) {
     }
     models::LlamaContext ctx(model, a.n_ctx, a.n_batch, a.kv_spec);
     if (a.chat) {
-      const auto tmpl = io::ChatTemplate::from_source(model->file().meta().get<std::string>("tokenizer.chat_template"));
+      const auto tmpl = chat_template(*model);
       return run_chat(a, ctx, tok, tmpl);
     }
     return run_generate(a, ctx, model, tok);

@@ -149,13 +149,11 @@ int main(int argc, char** argv) {
     auto model = models::LlamaModel::load(path);
     const auto tok = io::Tokenizer::from_spec(io::tokenizer_spec_from_gguf(model->file().meta()));
     std::optional<io::ChatTemplate> tmpl;
-    const std::string tsrc = model->file().meta().get_or<std::string>("tokenizer.chat_template", "");
-    if (!tsrc.empty()) {
-      try {
-        tmpl = io::ChatTemplate::from_source(tsrc);
-      } catch (const Error& e) {
-        std::fprintf(stderr, "tessera-server: no chat endpoint: %s\n", e.what());
-      }
+    try {
+      tmpl = io::ChatTemplate::for_model(model->file().meta().get_or<std::string>("tokenizer.chat_template", ""),
+                                         model->config().arch);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "tessera-server: no chat endpoint: %s\n", e.what());
     }
     const std::string model_id = !o.alias.empty() ? o.alias : std::filesystem::path(path).filename().string();
     const auto created = static_cast<int64_t>(std::time(nullptr));

@@ -1,6 +1,8 @@
-// tessera-synth: writes a llama-architecture GGUF of a named shape with seeded
-// random weights and the tokenizer of a real GGUF, for benchmarks and GPU
-// kernels at sizes no small real model has (7B, 8B, 1B widths).
+// tessera-synth: writes a decoder GGUF (llama, or with --arch another family's
+// layout: qwen2, qwen3, phi3, gpt2) of a named shape with seeded random weights
+// and the tokenizer of a real GGUF, for benchmarks and GPU kernels at sizes no
+// small real model has (7B, 8B, 1B widths), and for checking families that have
+// no small real model against llama.cpp.
 //
 // The weights (N(0, s^2): approximately normal, see SplitMix::gaussian; n_in is the row length, L the
 // layer count):
@@ -12,6 +14,8 @@
 //                                                      of variance or less, so the stream stays near RMS 1
 //                                                      however deep (GPT-2's residual scaling)
 //   *_norm                1 + 0.1 u, u ~ U(-1, 1), f32
+//   biases, *_norm.bias   0.1 u, f32
+//   position_embd (gpt2)  N(0, 1 / 4): added to token_embd, the stream starts near RMS 1.1
 // Greedy generation from such a model gives varied tokens, with no NaN or infinity, at any depth.
 // Every row has its own random stream, seeded from (--seed, tensor name, row): one build writes the same
 // file whatever the thread count.  Matrices are quantized by the library's reference codecs
@@ -89,8 +93,11 @@ using io::use_more_bits;
 
 // ---- the command line -------------------------------------------------------------------------------------
 
+// The families synth writes (their GGUF architecture names).
+constexpr const char* kArchs[] = {"llama", "qwen2", "qwen3", "phi3", "gpt2"};
+
 struct Args {
-  std::string shape, type, tokenizer, output;
+  std::string shape, type, tokenizer, output, arch = "llama";
   uint64_t seed = 42;
   int layers = 0;   // 0: the shape's
   int threads = 0;  // 0: OpenMP's default
@@ -100,6 +107,8 @@ struct Args {
 const char* usage() {
   return "usage: tessera-synth --shape NAME --type TYPE -o OUT.gguf [--tokenizer FROM.gguf] [--seed N] [--layers N]\n"
          "  --shape NAME          llama2-7b | llama3-8b | llama3.2-1b | tiny | tiny-mha\n"
+         "      --arch NAME       llama (default) | qwen2 (Q/K/V biases) | qwen3 (QK-norm) | phi3 (fused QKV\n"
+         "                        and gate/up) | gpt2 (learned positions, LayerNorm, GELU, biases; heads = KV heads)\n"
          "  --type TYPE           f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | q4_K | q6_K | q4_k_m\n"
          "                        (every matrix, token_embd included; norms stay f32; q4_k_m is llama.cpp's\n"
          "                        Q4_K_M mix)\n"
@@ -136,6 +145,7 @@ Args parse(int argc, char** argv) {
     if (f == "-h" || f == "--help") a.help = true;
     else if (f == "--shape") a.shape = value();
     else if (f == "--type") a.type = value();
+    else if (f == "--arch") a.arch = value();
     else if (f == "--tokenizer") {
       a.tokenizer = value();
       check(!a.tokenizer.empty(), f, " needs a path, got an empty one");
@@ -153,6 +163,9 @@ Args parse(int argc, char** argv) {
   check(!a.shape.empty(), "--shape NAME is required (one of: ", names_of(kShapes), ")");
   check(!a.type.empty(), "--type TYPE is required (one of: ", names_of(kTypes), ")");
   check(!a.output.empty(), "-o OUT.gguf is required");
+  check(std::find_if(std::begin(kArchs), std::end(kArchs), [&](const char* n) { return a.arch == n; }) !=
+            std::end(kArchs),
+        "unknown --arch '", a.arch, "' (one of: llama, qwen2, qwen3, phi3, gpt2)");
   return a;
 }
 
@@ -168,8 +181,9 @@ struct TensorPlan {
   std::string name;
   GgmlType type;
   int64_t n_in;   // row length (GGUF shape[0])
-  int64_t n_out;  // rows; 0 for a 1-d norm vector of n_in
-  float stddev;   // matrices: the normal's standard deviation
+  int64_t n_out;  // rows; 0 for a 1-d vector of n_in (a norm's scale or a bias)
+  float stddev;   // matrices: the normal's standard deviation; vectors: offset + 0.1 u
+  float offset = 1.f;  // vectors: 1 for a norm's scale, 0 for a bias
 
   bool is_norm() const { return n_out == 0; }
   int64_t rows() const { return is_norm() ? 1 : n_out; }
@@ -183,30 +197,60 @@ struct TensorPlan {
   }
 };
 
-// In llama.cpp's order: token_embd, the blocks, output_norm, output.
-std::vector<TensorPlan> plan_tensors(const Shape& s, int n_layers, int n_vocab, const WeightType& wt) {
+// In llama.cpp's order: token_embd, the blocks, output_norm, output; each family's tensors.
+std::vector<TensorPlan> plan_tensors(const Shape& s, int n_layers, int n_vocab, const WeightType& wt,
+                                     std::string_view arch) {
   const int64_t head_dim = s.n_embd / s.n_heads, q_dim = s.n_heads * head_dim, kv_dim = s.n_kv_heads * head_dim;
   const auto in_scale = [](int64_t n_in) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(n_in))); };
   const auto out_scale = [&](int64_t n_in) {
     return static_cast<float>(1.0 / std::sqrt(static_cast<double>(n_in) * 2.0 * n_layers));
   };
-  const GgmlType m = wt.type;
+  const bool gpt2 = arch == "gpt2", phi3 = arch == "phi3";
+  const GgmlType m = wt.type, f32 = GgmlType::f32;
+  auto vec = [&](std::string name, int64_t n, bool bias = false) {
+    return TensorPlan{std::move(name), f32, n, 0, 0.f, bias ? 0.f : 1.f};
+  };
   std::vector<TensorPlan> p;
   p.push_back({"token_embd.weight", m, s.n_embd, n_vocab, 1.f});
+  if (gpt2) p.push_back({"position_embd.weight", m, s.n_embd, kContextLength, 0.5f});
   for (int l = 0; l < n_layers; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
     const GgmlType more = wt.q4_k_m && use_more_bits(l, n_layers) ? GgmlType::q6_K : m;
-    p.push_back({b + "attn_norm.weight", GgmlType::f32, s.n_embd, 0, 0.f});
-    p.push_back({b + "attn_q.weight", m, s.n_embd, q_dim, in_scale(s.n_embd)});
-    p.push_back({b + "attn_k.weight", m, s.n_embd, kv_dim, in_scale(s.n_embd)});
-    p.push_back({b + "attn_v.weight", more, s.n_embd, kv_dim, in_scale(s.n_embd)});
+    p.push_back(vec(b + "attn_norm.weight", s.n_embd));
+    if (gpt2) p.push_back(vec(b + "attn_norm.bias", s.n_embd, true));
+    if (gpt2 || phi3) {
+      p.push_back({b + "attn_qkv.weight", m, s.n_embd, q_dim + 2 * kv_dim, in_scale(s.n_embd)});
+      if (gpt2) p.push_back(vec(b + "attn_qkv.bias", q_dim + 2 * kv_dim, true));
+    } else {
+      p.push_back({b + "attn_q.weight", m, s.n_embd, q_dim, in_scale(s.n_embd)});
+      p.push_back({b + "attn_k.weight", m, s.n_embd, kv_dim, in_scale(s.n_embd)});
+      p.push_back({b + "attn_v.weight", more, s.n_embd, kv_dim, in_scale(s.n_embd)});
+      if (arch == "qwen2")
+        for (const char* t : {"attn_q.bias", "attn_k.bias", "attn_v.bias"})
+          p.push_back(vec(b + t, t[5] == 'q' ? q_dim : kv_dim, true));
+      if (arch == "qwen3") {
+        p.push_back(vec(b + "attn_q_norm.weight", head_dim));
+        p.push_back(vec(b + "attn_k_norm.weight", head_dim));
+      }
+    }
     p.push_back({b + "attn_output.weight", m, q_dim, s.n_embd, out_scale(q_dim)});
-    p.push_back({b + "ffn_norm.weight", GgmlType::f32, s.n_embd, 0, 0.f});
-    p.push_back({b + "ffn_gate.weight", m, s.n_embd, s.n_ff, in_scale(s.n_embd)});
-    p.push_back({b + "ffn_up.weight", m, s.n_embd, s.n_ff, in_scale(s.n_embd)});
+    if (gpt2) p.push_back(vec(b + "attn_output.bias", s.n_embd, true));
+    p.push_back(vec(b + "ffn_norm.weight", s.n_embd));
+    if (gpt2) {
+      p.push_back(vec(b + "ffn_norm.bias", s.n_embd, true));
+      p.push_back({b + "ffn_up.weight", m, s.n_embd, s.n_ff, in_scale(s.n_embd)});
+      p.push_back(vec(b + "ffn_up.bias", s.n_ff, true));
+    } else if (phi3) {
+      p.push_back({b + "ffn_up.weight", m, s.n_embd, 2 * s.n_ff, in_scale(s.n_embd)});  // gate rows, then up rows
+    } else {
+      p.push_back({b + "ffn_gate.weight", m, s.n_embd, s.n_ff, in_scale(s.n_embd)});
+      p.push_back({b + "ffn_up.weight", m, s.n_embd, s.n_ff, in_scale(s.n_embd)});
+    }
     p.push_back({b + "ffn_down.weight", more, s.n_ff, s.n_embd, out_scale(s.n_ff)});
+    if (gpt2) p.push_back(vec(b + "ffn_down.bias", s.n_embd, true));
   }
-  p.push_back({"output_norm.weight", GgmlType::f32, s.n_embd, 0, 0.f});
+  p.push_back(vec("output_norm.weight", s.n_embd));
+  if (gpt2) p.push_back(vec("output_norm.bias", s.n_embd, true));
   p.push_back({"output.weight", wt.q4_k_m ? GgmlType::q6_K : m, s.n_embd, n_vocab, in_scale(s.n_embd)});
   return p;
 }
@@ -273,7 +317,7 @@ void add_random_tensor(io::GgufWriter& w, const TensorPlan& t, uint64_t seed) {
     for (int64_t r = r0; r < r1; ++r) {
       SplitMix rng = row_stream(tensor_seed, r);
       if (t.is_norm())
-        for (float& v : x) v = 1.f + 0.1f * rng.uniform();
+        for (float& v : x) v = t.offset + 0.1f * rng.uniform();
       else
         for (float& v : x) v = t.stddev * rng.gaussian();
       T* const row = data + r * n_blocks;
@@ -318,11 +362,14 @@ int run(const Args& a) {
   const WeightType& wt = find_type(a.type);
   const int n_layers = a.layers > 0 ? a.layers : shape.n_layers;
   check(shape.n_embd % shape.n_heads == 0 && shape.n_heads % shape.n_kv_heads == 0, "bad shape table entry");
+  check(a.arch != "gpt2" || shape.n_heads == shape.n_kv_heads, "--arch gpt2 has no grouped-query attention: shape ",
+        shape.name, " has ", shape.n_heads, " heads over ", shape.n_kv_heads, " KV heads (tiny-mha or llama2-7b have "
+        "equal counts)");
   // The vocabulary size only adds rows: the row lengths can be checked before the tokenizer is read.
-  check_block_sizes(plan_tensors(shape, n_layers, 1, wt), shape, wt);
+  check_block_sizes(plan_tensors(shape, n_layers, 1, wt, a.arch), shape, wt);
 
   const TokenizerSource tok = read_tokenizer(a.tokenizer.empty() ? default_tokenizer() : a.tokenizer);
-  const std::vector<TensorPlan> plan = plan_tensors(shape, n_layers, tok.n_vocab, wt);
+  const std::vector<TensorPlan> plan = plan_tensors(shape, n_layers, tok.n_vocab, wt, a.arch);
   int64_t n_params = 0;
   size_t n_bytes = 0;
   for (const TensorPlan& t : plan) {
@@ -330,16 +377,16 @@ int run(const Args& a) {
     n_bytes += t.n_bytes();
   }
   const char* const plural = n_layers == 1 ? "" : "s";
-  std::fprintf(stderr, "tessera-synth: %s %s, %d layer%s, vocab %d: %zu tensors, %.3f B parameters, %.3f GiB (held in "
+  std::fprintf(stderr, "tessera-synth: %s %s %s, %d layer%s, vocab %d: %zu tensors, %.3f B parameters, %.3f GiB (held in "
                "memory, then written to %s)\n",
-               shape.name, wt.name, n_layers, plural, tok.n_vocab, plan.size(), static_cast<double>(n_params) * 1e-9,
+               a.arch.c_str(), shape.name, wt.name, n_layers, plural, tok.n_vocab, plan.size(), static_cast<double>(n_params) * 1e-9,
                gib(static_cast<double>(n_bytes)), a.output.c_str());
 
   io::GgufWriter w;
-  const std::string arch = "llama";
+  const std::string arch = a.arch;
   const uint32_t head_dim = static_cast<uint32_t>(shape.n_embd / shape.n_heads);
   w.set("general.architecture", arch);
-  w.set("general.name", std::string("synthetic ") + shape.name + " " + wt.name);
+  w.set("general.name", std::string("synthetic ") + shape.name + " " + wt.name);  // no arch: llama.cpp keys token rules on a name holding "phi3"
   w.set("general.file_type", wt.file_type);
   if (wt.type != GgmlType::f32 && wt.type != GgmlType::f16 && wt.type != GgmlType::bf16)
     w.set("general.quantization_version", uint32_t{2});
@@ -349,9 +396,17 @@ int run(const Args& a) {
   w.set(arch + ".feed_forward_length", static_cast<uint32_t>(shape.n_ff));
   w.set(arch + ".attention.head_count", static_cast<uint32_t>(shape.n_heads));
   w.set(arch + ".attention.head_count_kv", static_cast<uint32_t>(shape.n_kv_heads));
-  w.set(arch + ".attention.layer_norm_rms_epsilon", kRmsEps);
-  w.set(arch + ".rope.freq_base", shape.rope_base);
-  w.set(arch + ".rope.dimension_count", head_dim);
+  if (arch == "gpt2") {
+    w.set(arch + ".attention.layer_norm_epsilon", kRmsEps);
+  } else {
+    w.set(arch + ".attention.layer_norm_rms_epsilon", kRmsEps);
+    w.set(arch + ".rope.freq_base", shape.rope_base);
+    w.set(arch + ".rope.dimension_count", head_dim);
+  }
+  if (arch == "qwen3") {
+    w.set(arch + ".attention.key_length", head_dim);
+    w.set(arch + ".attention.value_length", head_dim);
+  }
   w.set(arch + ".vocab_size", static_cast<uint32_t>(tok.n_vocab));
   for (const auto& [key, value] : tok.keys) w.set(key, value);
 

@@ -1,6 +1,6 @@
 // Chat templates rendered exactly as jinja2 renders them (tests/data/chat, made by
 // scripts/make-chat-golden): SmolLM2's ChatML template read from the model, and
-// Meta's Llama-3 and Llama-2 templates; then recognition, default system turns
+// Meta's Llama-3 and Llama-2 templates, Gemma's turns; then recognition, default system turns
 // and clear errors.
 #include <catch2/catch.hpp>
 
@@ -72,6 +72,18 @@ TEST_CASE("Llama-3 and Llama-2 templates render as jinja2 does", "[chat]") {
   // Llama-2's template raises when roles do not alternate.
   REQUIRE_THROWS_WITH(l2.render({{"user", "a"}, {"user", "b"}}, true), Catch::Contains("alternate"));
   REQUIRE(l3.render({}, false).empty());  // no messages: not even the BOS text
+}
+
+TEST_CASE("Gemma turns render as jinja2 renders Gemma 3 template, base models get them by architecture", "[chat]") {
+  const auto g = io::ChatTemplate::from_source("{{ '<start_of_turn>' + role + '\\n' }}");
+  REQUIRE(g.family() == io::ChatTemplate::Family::gemma);
+  REQUIRE(g.renders_bos());
+  REQUIRE(check_renderings(g, "gemma.txt") == 10);
+  REQUIRE_THROWS_WITH(g.render({{"user", "a"}, {"user", "b"}}, true), Catch::Contains("alternate"));
+  // A model without tokenizer.chat_template: Gemma 3 takes Gemma's turns, others are an error naming the arch.
+  REQUIRE(io::ChatTemplate::for_model("", "gemma3").family() == io::ChatTemplate::Family::gemma);
+  REQUIRE(io::ChatTemplate::for_model("<|im_start|>", "gemma3").family() == io::ChatTemplate::Family::chatml);
+  REQUIRE_THROWS_WITH(io::ChatTemplate::for_model("", "gpt2"), Catch::Contains("'gpt2' has no default"));
 }
 
 TEST_CASE("ChatML default system turn: found only in a complete string literal", "[chat]") {

@@ -155,6 +155,62 @@ TEST_CASE("kv sliding cache: attention equals full attention with a sliding mask
   REQUIRE(ring.memory().reserved * 3 < full.memory().reserved);
 }
 
+TEST_CASE("kv hybrid cache: local layers in a ring, global ones in full, attention as over one full cache",
+          "[kv][attention]") {
+  // Layers 0 and 2 local (window W), layer 1 global; K/V appended in uneven batches.
+  KvLayout L{3, 2, 32, KvType::f16};
+  const int64_t W = 20, batch = 8, n_total = 90, H = 4, d = 32;
+  const std::vector<bool> local{true, false, true};
+  KvLayout g = L;
+  g.n_layers = 1;
+  HybridKvCache hybrid(L, local, W, batch, std::make_unique<GrowingKvCache>(g, 128, 4));
+  StaticKvCache full(L, 128);
+  nn::AttentionWorkspace ws;
+  std::vector<KvSegment> sh, sf;
+  std::unique_ptr<KvCache> fork_at_40;
+  for (int64_t p = 0; p < n_total;) {
+    const int64_t n = std::min<int64_t>(1 + p % batch, n_total - p);
+    for (KvCache* c : {static_cast<KvCache*>(&hybrid), static_cast<KvCache*>(&full)}) c->begin_append(n);
+    for (int l = 0; l < 3; ++l) {
+      auto k = test::random_tensor<float, 2>({n, L.kv_dim()}), v = test::random_tensor<float, 2>({n, L.kv_dim()});
+      hybrid.write(l, k.view(), v.view());
+      full.write(l, k.view(), v.view());
+      auto q = test::random_tensor<float, 3>({n, H, d});
+      AttentionParams ap;
+      ap.mask = local[static_cast<size_t>(l)] ? AttentionMask::sliding(W) : AttentionMask::causal();
+      ap.q_pos0 = p;
+      Tensor<float, 3> a({n, H, d}), b({n, H, d});
+      nn::attention(q.view(), hybrid.source(l, sh), ap, a.view(), ws);
+      nn::attention(q.view(), full.source(l, sf), ap, b.view(), ws);
+      REQUIRE(test::max_abs_diff(a.span(), b.span()) <= 1e-6);  // same keys, other summation order
+      // Local layers serve at most the ring, the global one every position.
+      REQUIRE(hybrid.source(l, sh).n_keys() == (local[static_cast<size_t>(l)] ? std::min(p + n, W + batch) : p + n));
+    }
+    hybrid.end_append();
+    full.end_append();
+    p += n;
+    if (!fork_at_40 && p >= 40) fork_at_40 = hybrid.fork();
+  }
+  REQUIRE(hybrid.size() == n_total);
+  REQUIRE(hybrid.window() == 0);
+  REQUIRE(hybrid.describe().find("2 local layers") != std::string::npos);
+  // The fork kept its own rows: appending to the original did not reach it.
+  REQUIRE(fork_at_40->size() >= 40);
+  REQUIRE(fork_at_40->size() < n_total);
+  // Rolling back within the window works; past what the ring kept is an error that changes nothing.
+  hybrid.truncate(n_total - 5);
+  REQUIRE(hybrid.size() == n_total - 5);
+  REQUIRE_THROWS_WITH(hybrid.truncate(10), Catch::Contains("cannot roll back"));
+  REQUIRE(hybrid.size() == n_total - 5);
+  // Memory: two ring layers and one full layer, against three full layers.
+  REQUIRE(hybrid.memory().used < full.memory().used);
+  // Construction errors name the problem.
+  REQUIRE_THROWS_WITH(HybridKvCache(L, {true, true, true}, W, batch, std::make_unique<StaticKvCache>(g, 8)),
+                      Catch::Contains("needs local and global layers"));
+  REQUIRE_THROWS_WITH(HybridKvCache(L, local, W, batch, std::make_unique<StaticKvCache>(L, 8)),
+                      Catch::Contains("global cache must be"));
+}
+
 TEST_CASE("kv attention over every cache equals attention over the contiguous tensors", "[kv][attention]") {
   const int64_t H = 4, n = 77;
   for (KvType t : {KvType::f32, KvType::q8_0}) {

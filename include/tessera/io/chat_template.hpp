@@ -25,7 +25,9 @@ class ChatTemplate {
  public:
   /// chatml: `<|im_start|>role\n...<|im_end|>\n`, with the template's default system turn if it has one
   /// (SmolLM2, Qwen2). llama3: Meta's Llama-3 Instruct template. llama2: Meta's Llama-2 chat template.
-  enum class Family { chatml, llama3, llama2 };
+  /// gemma: `<start_of_turn>user\n...<end_of_turn>\n`, the assistant's role written `model`, a system
+  /// message folded into the first user turn (Gemma 2 and 3).
+  enum class Family { chatml, llama3, llama2, gemma };
 
   /// Recognises the template's family from its source. Error naming the template's start when it is of no
   /// known family, or of a variant whose output would differ (Llama-3.1's dated system turn, [INST]
@@ -40,10 +42,27 @@ class ChatTemplate {
       t.family_ = Family::llama3;
     } else if (has("[INST]") && has("<<SYS>>")) {
       t.family_ = Family::llama2;
+    } else if (has("<start_of_turn>")) {
+      t.family_ = Family::gemma;
     } else {
-      fail("unsupported chat template: '", src.substr(0, 60), "...' (known: ChatML, Llama-3, Llama-2)");
+      fail("unsupported chat template: '", src.substr(0, 60), "...' (known: ChatML, Llama-3, Llama-2, Gemma)");
     }
     return t;
+  }
+
+  /// The template of a model: its `tokenizer.chat_template` when it has one, else
+  /// the family's own for an architecture that has one (gemma3: base models ship
+  /// without a template but their instruction-tuned twins use Gemma's turns).
+  /// Error when neither exists, naming the architecture.
+  static ChatTemplate for_model(std::string_view chat_template, std::string_view architecture) {
+    if (!chat_template.empty()) return from_source(chat_template);
+    if (architecture == "gemma3") {
+      ChatTemplate t;
+      t.family_ = Family::gemma;
+      return t;
+    }
+    fail("the model has no chat template (tokenizer.chat_template) and architecture '", architecture,
+         "' has no default one");
   }
 
   Family family() const { return family_; }  ///< The recognised family.
@@ -60,6 +79,7 @@ class ChatTemplate {
       case Family::chatml: return render_chatml(messages, add_generation_prompt);
       case Family::llama3: return render_llama3(messages, add_generation_prompt);
       case Family::llama2: return render_llama2(messages);
+      case Family::gemma: return render_gemma(messages, add_generation_prompt);
     }
     return {};
   }
@@ -98,6 +118,25 @@ class ChatTemplate {
       else if (m.role == "system") out += "<<SYS>>\n" + trim(content) + "\n<</SYS>>\n\n";
       else if (m.role == "assistant") out += " " + trim(content) + " </s>";
     }
+    return out;
+  }
+
+  // Gemma: BOS, then turns; a first system message becomes the first user
+  // turn's prefix (its text + a blank line); every content is stripped; roles
+  // after it must alternate user/assistant, as the template raises otherwise.
+  static std::string render_gemma(const std::vector<ChatMessage>& messages, bool add_generation_prompt) {
+    const bool has_system = !messages.empty() && messages[0].role == "system";
+    std::string out = "<bos>";
+    for (size_t i = has_system ? 1 : 0, turn = 0; i < messages.size(); ++i, ++turn) {
+      const ChatMessage& m = messages[i];
+      check((m.role == "user") == (turn % 2 == 0),
+            "Gemma chat template: conversation roles must alternate user/assistant/user/assistant/... (message ", i,
+            " is '", m.role, "')");
+      out += "<start_of_turn>" + (m.role == "assistant" ? std::string("model") : m.role) + "\n";
+      if (turn == 0 && has_system) out += messages[0].content + "\n\n";
+      out += trim(m.content) + "<end_of_turn>\n";
+    }
+    if (add_generation_prompt) out += "<start_of_turn>model\n";
     return out;
   }
 

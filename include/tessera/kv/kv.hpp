@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "tessera/kv/contiguous.hpp"
+#include "tessera/kv/hybrid.hpp"
 #include "tessera/kv/kv_cache.hpp"
 #include "tessera/kv/paged.hpp"
 #include "tessera/kv/sliding.hpp"

@@ -186,6 +186,8 @@ class KvCache {
   virtual size_t max_segments() const = 0;
 
  protected:
+  friend class HybridKvCache;  // drives its two parts' protocol from its own
+
   /// Makes slots for positions [size(), size() + n) writable (allocating, or
   /// copying a shared block). Called by begin_append after its checks; on a
   /// throw the stored positions must stay as they were.

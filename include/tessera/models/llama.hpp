@@ -1,13 +1,17 @@
 /// \file
-/// The llama-family decoder: weights bound in place from a GGUF file, and a
-/// context (KV cache + activations) that runs the forward pass.
+/// The decoder model of every supported family (llama, Gemma 3, Qwen2/3,
+/// Phi-3, GPT-2; models::Family): weights bound in place from a GGUF file.
 ///
 ///   x = embed(tokens)
 ///   for each layer:  x = x + Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
 ///                    x = x + Wdown · (silu(Wgate·norm(x)) * Wup·norm(x))
 ///   logits = Wout · norm(x)
+///
+/// with the family's variations (llama_config.hpp) applied by the one layer
+/// loop in llama_forward.hpp.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,25 +24,45 @@
 namespace tessera::models {
 
 /// One decoder block's weights, views into the model's mapped file (blk.N.* tensors).
+/// Tensors a family does not have are empty (a span of size 0, a Weight with n_out 0).
 struct LlamaLayer {
   ///@{
-  /// RMSNorm scales before attention and before the feed-forward block, [n_embd] each.
+  /// Norm scales before attention and before the feed-forward block, [n_embd] each.
   std::span<const float> attn_norm, ffn_norm;
   ///@}
   ///@{
-  /// Attention projections: wq [q_dim, n_embd], wk and wv [kv_dim, n_embd], wo [n_embd, q_dim].
+  /// Attention projections: wq [q_dim, n_embd], wk and wv [kv_dim, n_embd], wo [n_embd, q_dim]
+  /// (a fused attn_qkv tensor is split into the three by rows, in place).
   nn::Weight wq, wk, wv, wo;
   ///@}
   ///@{
-  /// SwiGLU feed-forward: w_gate and w_up [n_ff, n_embd], w_down [n_embd, n_ff].
+  /// Feed-forward: w_gate and w_up [n_ff, n_embd], w_down [n_embd, n_ff]; w_gate empty for
+  /// an ungated MLP (GPT-2); a fused gate/up tensor (Phi-3) split by rows.
   nn::Weight w_gate, w_up, w_down;
+  ///@}
+  ///@{
+  /// LayerNorm biases of attn_norm and ffn_norm [n_embd] (GPT-2).
+  std::span<const float> attn_norm_b, ffn_norm_b;
+  ///@}
+  ///@{
+  /// QK-norm scales [head_dim], shared by every head (Gemma 3, Qwen3).
+  std::span<const float> q_norm, k_norm;
+  ///@}
+  ///@{
+  /// Norms of the attention and feed-forward outputs before the residual adds [n_embd] (Gemma 3).
+  std::span<const float> post_attn_norm, post_ffn_norm;
+  ///@}
+  ///@{
+  /// Biases of the projections (Qwen2: bq, bk, bv; GPT-2: all), sized like their outputs.
+  std::span<const float> bq, bk, bv, bo, b_up, b_down;
   ///@}
 };
 
 /// A loaded model: the mapped file, its config and weight views into it. Immutable; share it between contexts.
 class LlamaModel {
  public:
-  /// Opens and validates path. Error names the file, a missing tensor or one of the wrong shape or type.
+  /// Opens and validates path. Error names the file, an unsupported architecture, a missing tensor
+  /// or one of the wrong shape or type.
   static std::shared_ptr<const LlamaModel> load(const std::string& path) {
     return std::shared_ptr<const LlamaModel>(new LlamaModel(io::GgufFile::open(path)));
   }
@@ -49,15 +73,16 @@ class LlamaModel {
     token_embd_ = weight("token_embd.weight", -1, c.n_embd);
     config_.n_vocab = static_cast<int>(token_embd_.n_out);
     output_norm_ = norm("output_norm.weight");
+    output_norm_b_ = optional_vector("output_norm.bias", c.n_embd);
     output_ = file_.find_tensor("output.weight") ? weight("output.weight", c.n_vocab, c.n_embd) : token_embd_;
-    for (int l = 0; l < c.n_layers; ++l) {
-      const std::string b = "blk." + std::to_string(l) + ".";
-      layers_.push_back({norm(b + "attn_norm.weight"), norm(b + "ffn_norm.weight"),
-                         weight(b + "attn_q.weight", c.q_dim(), c.n_embd), weight(b + "attn_k.weight", c.kv_dim(), c.n_embd),
-                         weight(b + "attn_v.weight", c.kv_dim(), c.n_embd), weight(b + "attn_output.weight", c.n_embd, c.q_dim()),
-                         weight(b + "ffn_gate.weight", c.n_ff, c.n_embd), weight(b + "ffn_up.weight", c.n_ff, c.n_embd),
-                         weight(b + "ffn_down.weight", c.n_embd, c.n_ff)});
+    if (c.learned_pos) {
+      pos_embd_ = weight("position_embd.weight", -1, c.n_embd);
+      check(pos_embd_.n_out >= 1, "position_embd.weight has no rows");
+      config_.n_ctx_train = static_cast<int>(std::min<int64_t>(pos_embd_.n_out, c.n_ctx_train));
     }
+    check(!file_.find_tensor("rope_factors_long.weight") && !file_.find_tensor("blk.0.rope_freqs.weight"),
+          "per-frequency RoPE factors (LongRoPE / llama 3.1 scaling) are not supported");
+    for (int l = 0; l < c.n_layers; ++l) layers_.push_back(load_layer("blk." + std::to_string(l) + "."));
   }
 
   /// Hyper-parameters, n_vocab taken from the embedding table.
@@ -68,8 +93,12 @@ class LlamaModel {
   const nn::Weight& token_embd() const { return token_embd_; }
   /// Output projection to logits [n_vocab, n_embd]; the embedding table when the file has no output.weight (tied).
   const nn::Weight& output() const { return output_; }
-  /// Final RMSNorm scale [n_embd], applied before the output projection.
+  /// Final norm scale [n_embd], applied before the output projection.
   std::span<const float> output_norm() const { return output_norm_; }
+  /// Final LayerNorm bias [n_embd] (GPT-2); empty otherwise.
+  std::span<const float> output_norm_b() const { return output_norm_b_; }
+  /// Learned position table [n_ctx_train, n_embd] (GPT-2); empty (n_out 0) otherwise.
+  const nn::Weight& pos_embd() const { return pos_embd_; }
   /// The n_layers decoder blocks, in order.
   const std::vector<LlamaLayer>& layers() const { return layers_; }
   /// Bytes of weights one decode step reads (every matrix once, plus the norms).
@@ -80,16 +109,79 @@ class LlamaModel {
     return n;
   }
 
+  /// Number of weights in every matrix and vector of the file's layers, embeddings and head.
+  size_t n_params() const {
+    size_t n = 0;
+    for (const auto& t : file_.tensors()) {
+      size_t e = 1;
+      for (int64_t d : t.shape) e *= static_cast<size_t>(d);
+      n += e;
+    }
+    return n;
+  }
+
  private:
   nn::Weight weight(const std::string& name, int64_t n_out, int64_t n_in) const {
     return gguf_weight(file_, name, n_out, n_in);
   }
   std::span<const float> norm(const std::string& name) const { return gguf_vector(file_, name, config_.n_embd); }
+  std::span<const float> optional_vector(const std::string& name, int64_t n) const {
+    return file_.find_tensor(name) ? gguf_vector(file_, name, n) : std::span<const float>{};
+  }
+
+  // What a family lacks stays empty; what its config needs is required.  Fused
+  // tensors (attn_qkv; ffn_up holding gate then up) are split by rows in place,
+  // so the layer loop sees one shape for every family.
+  LlamaLayer load_layer(const std::string& b) const {
+    const LlamaConfig& c = config_;
+    LlamaLayer L;
+    L.attn_norm = norm(b + "attn_norm.weight");
+    L.attn_norm_b = optional_vector(b + "attn_norm.bias", c.n_embd);
+    L.ffn_norm = norm(b + "ffn_norm.weight");
+    L.ffn_norm_b = optional_vector(b + "ffn_norm.bias", c.n_embd);
+    const int64_t Q = c.q_dim(), KV = c.kv_dim();
+    if (file_.find_tensor(b + "attn_qkv.weight")) {
+      const nn::Weight qkv = weight(b + "attn_qkv.weight", Q + 2 * KV, c.n_embd);
+      L.wq = qkv.rows(0, Q), L.wk = qkv.rows(Q, KV), L.wv = qkv.rows(Q + KV, KV);
+      const auto bias = optional_vector(b + "attn_qkv.bias", Q + 2 * KV);
+      if (!bias.empty()) L.bq = bias.subspan(0, Q), L.bk = bias.subspan(Q, KV), L.bv = bias.subspan(Q + KV, KV);
+    } else {
+      L.wq = weight(b + "attn_q.weight", Q, c.n_embd);
+      L.wk = weight(b + "attn_k.weight", KV, c.n_embd);
+      L.wv = weight(b + "attn_v.weight", KV, c.n_embd);
+      L.bq = optional_vector(b + "attn_q.bias", Q);
+      L.bk = optional_vector(b + "attn_k.bias", KV);
+      L.bv = optional_vector(b + "attn_v.bias", KV);
+    }
+    L.wo = weight(b + "attn_output.weight", c.n_embd, Q);
+    L.bo = optional_vector(b + "attn_output.bias", c.n_embd);
+    if (c.qk_norm) {
+      L.q_norm = gguf_vector(file_, b + "attn_q_norm.weight", c.head_dim);
+      L.k_norm = gguf_vector(file_, b + "attn_k_norm.weight", c.head_dim);
+    }
+    if (c.post_norms) {
+      L.post_attn_norm = norm(b + "post_attention_norm.weight");
+      L.post_ffn_norm = norm(b + "post_ffw_norm.weight");
+    }
+    if (c.ffn == FfnKind::gelu) {
+      L.w_up = weight(b + "ffn_up.weight", c.n_ff, c.n_embd);
+    } else if (file_.find_tensor(b + "ffn_gate.weight")) {
+      L.w_gate = weight(b + "ffn_gate.weight", c.n_ff, c.n_embd);
+      L.w_up = weight(b + "ffn_up.weight", c.n_ff, c.n_embd);
+    } else {
+      const nn::Weight gate_up = weight(b + "ffn_up.weight", 2 * static_cast<int64_t>(c.n_ff), c.n_embd);
+      L.w_gate = gate_up.rows(0, c.n_ff), L.w_up = gate_up.rows(c.n_ff, c.n_ff);
+    }
+    L.b_up = optional_vector(b + "ffn_up.bias", c.n_ff);
+    L.w_down = weight(b + "ffn_down.weight", c.n_embd, c.n_ff);
+    L.b_down = optional_vector(b + "ffn_down.bias", c.n_embd);
+    return L;
+  }
 
   io::GgufFile file_;
   LlamaConfig config_;
-  nn::Weight token_embd_, output_;
-  std::span<const float> output_norm_;
+  nn::Weight token_embd_, output_, pos_embd_;
+  std::span<const float> output_norm_, output_norm_b_;
   std::vector<LlamaLayer> layers_;
 };
 

@@ -103,7 +103,7 @@ class LlamaBatch {
 
  private:
   void forward(std::span<const BatchSeq> seqs) {
-    const AttentionParams ap = llama_attention_params(c_);
+    const auto ap = [&](int l) { return llama_attention_params(c_, l); };
     llama_layers(*model_, c_.n_layers, act_, tokens_, pos_,
                  [&](int l, TensorView<const float, 2> q, TensorView<const float, 2> k, TensorView<const float, 2> v,
                      TensorView<float, 2> out) {
@@ -117,9 +117,9 @@ class LlamaBatch {
                      const auto qs = q.narrow(0, r0, r1).unflatten_last(c_.n_heads);
                      const auto os = out.narrow(0, r0, r1).unflatten_last(c_.n_heads);
                      if (r1 - r0 == 1)
-                       jobs_.push_back({qs, s.cache->source(l), nn::params_over_cache(*s.cache, ap), os});
+                       jobs_.push_back({qs, s.cache->source(l), nn::params_over_cache(*s.cache, ap(l)), os});
                      else
-                       nn::attention(qs, *s.cache, l, ap, os, attn_ws_);
+                       nn::attention(qs, *s.cache, l, ap(l), os, attn_ws_);
                      r0 = r1;
                    }
                    nn::attention_decode_batch(jobs_, attn_ws_);

@@ -1,9 +1,14 @@
 /// \file
-/// The llama-family decoder's hyper-parameters, read from GGUF metadata
-/// (`<arch>.block_count`, `<arch>.attention.head_count`, ...).
+/// The decoder's hyper-parameters, read from GGUF metadata (`ARCH.block_count`,
+/// `ARCH.attention.head_count`, ...), and what each supported architecture
+/// does differently, as data: the layer loop (llama_forward.hpp) is one
+/// function for every family.
 #pragma once
 
+#include <cmath>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "tessera/backend/rope_params.hpp"
 #include "tessera/core/error.hpp"
@@ -11,31 +16,103 @@
 
 namespace tessera::models {
 
-/// Hyper-parameters of a llama-family decoder (llama, mistral); see from_gguf().
+/// The decoder families tessera runs, one per GGUF `general.architecture`
+/// (llama and mistral share one).
+enum class Family : uint8_t {
+  llama,   ///< llama, mistral: RMSNorm, SwiGLU, interleaved RoPE (GGUF permutes Q/K)
+  gemma3,  ///< Gemma 3: scaled embeddings, QK-norm, pre- and post-norms, GeGLU, local/global layers
+  qwen2,   ///< Qwen2: llama with Q/K/V biases and neox RoPE
+  qwen3,   ///< Qwen3: llama with QK-norm and neox RoPE
+  phi3,    ///< Phi-3: fused QKV and gate/up tensors, neox RoPE
+  gpt2,    ///< GPT-2: learned positions, LayerNorm with biases, GELU MLP, fused QKV, biases everywhere
+};
+
+/// Printable name of a family (its GGUF architecture name).
+inline const char* family_name(Family f) {
+  switch (f) {
+    case Family::llama: return "llama";
+    case Family::gemma3: return "gemma3";
+    case Family::qwen2: return "qwen2";
+    case Family::qwen3: return "qwen3";
+    case Family::phi3: return "phi3";
+    case Family::gpt2: return "gpt2";
+  }
+  return "?";
+}
+
+/// The supported `general.architecture` values, for error messages.
+inline constexpr std::string_view kSupportedArchitectures = "llama, mistral, gemma3, qwen2, qwen3, phi3, gpt2";
+
+/// Which normalisation every norm of the model is.
+enum class NormKind : uint8_t {
+  rms,    ///< x / rms(x) * w
+  layer,  ///< (x - mean) / std(x) * w + b
+};
+
+/// The feed-forward block: gated (two input projections) or not.
+enum class FfnKind : uint8_t {
+  swiglu,  ///< down(silu(gate(x)) * up(x))
+  geglu,   ///< down(gelu_tanh(gate(x)) * up(x))
+  gelu,    ///< down(gelu_tanh(up(x))): no gate
+};
+
+/// Hyper-parameters of a decoder; see from_gguf().  The name is historical: it
+/// describes every Family.
 struct LlamaConfig {
   std::string arch;  ///< general.architecture
+  Family family = Family::llama;  ///< what the layer loop does differently
   int n_layers = 0;  ///< decoder blocks
   int n_embd = 0;  ///< residual stream width
   int n_heads = 0;  ///< query heads
   int n_kv_heads = 0;  ///< < n_heads: grouped-query attention
   int head_dim = 0;  ///< values per head (attention.key_length, else n_embd / n_heads)
-  int n_ff = 0;  ///< SwiGLU hidden width
+  int n_ff = 0;  ///< feed-forward hidden width
   int n_vocab = 0;  ///< vocabulary size; from_gguf() leaves 0, LlamaModel sets it from the embedding table
-  int n_ctx_train = 0;  ///< context length the model was trained for
-  float rms_eps = 1e-5f;  ///< epsilon of every RMSNorm
-  RopeParams rope;  ///< rotary embedding of Q and K (interleaved pairs, optional linear / YaRN scaling)
+  int n_ctx_train = 0;  ///< context length the model was trained for (GPT-2: rows of its position table)
+  float rms_eps = 1e-5f;  ///< epsilon of every norm (RMSNorm or LayerNorm)
+  RopeParams rope;  ///< rotary embedding of Q and K in global layers (unused with learned positions)
+
+  NormKind norm = NormKind::rms;  ///< kind of every norm
+  FfnKind ffn = FfnKind::swiglu;  ///< feed-forward block
+  bool qk_norm = false;  ///< RMSNorm of every Q and K head (weights [head_dim]) before RoPE
+  bool post_norms = false;  ///< a norm of the attention and FFN outputs before each residual add
+  bool learned_pos = false;  ///< absolute positions from a table added to the embeddings, no RoPE
+  float embd_scale = 1.f;  ///< the embeddings times this (Gemma: sqrt(n_embd))
+  float attn_scale = 0.f;  ///< q.k multiplier; 0: 1 / sqrt(head_dim)
+  float logit_softcap = 0.f;  ///< > 0: logits = c * tanh(logits / c)
+  int64_t n_swa = 0;  ///< sliding-window length of local layers (0: none)
+  std::vector<bool> swa_layers;  ///< which layers are local (sliding); empty: none
+  RopeParams rope_swa;  ///< rotary embedding of local layers (their own base)
 
   /// Width of all query heads together: n_heads * head_dim.
   int q_dim() const { return n_heads * head_dim; }
   /// Width of all KV heads together: n_kv_heads * head_dim.
   int kv_dim() const { return n_kv_heads * head_dim; }
+  /// Whether layer l attends only over the last n_swa positions.
+  bool is_swa(int l) const { return n_swa > 0 && l >= 0 && static_cast<size_t>(l) < swa_layers.size() && swa_layers[static_cast<size_t>(l)]; }
+  /// The rotary embedding of layer l (local layers may have their own base).
+  const RopeParams& rope_for(int l) const { return is_swa(l) ? rope_swa : rope; }
+  /// Whether any layer is local.
+  bool has_swa() const {
+    for (int l = 0; l < n_layers; ++l)
+      if (is_swa(l)) return true;
+    return false;
+  }
+  /// The attention window of layer l in positions, 0 for a global layer.
+  int64_t window(int l) const { return is_swa(l) ? n_swa : 0; }
 
   /// Reads and validates the config. Error names an unsupported architecture or a missing/invalid key.
   static LlamaConfig from_gguf(const io::GgufMetadata& m) {
     LlamaConfig c;
     c.arch = m.get<std::string>("general.architecture");
-    check(c.arch == "llama" || c.arch == "mistral", "unsupported architecture '", c.arch,
-          "' (tessera runs llama-family models: llama, mistral)");
+    if (c.arch == "llama" || c.arch == "mistral") c.family = Family::llama;
+    else if (c.arch == "gemma3") c.family = Family::gemma3;
+    else if (c.arch == "qwen2") c.family = Family::qwen2;
+    else if (c.arch == "qwen3") c.family = Family::qwen3;
+    else if (c.arch == "phi3") c.family = Family::phi3;
+    else if (c.arch == "gpt2") c.family = Family::gpt2;
+    else
+      fail("unsupported architecture '", c.arch, "' (tessera runs ", kSupportedArchitectures, ")");
     const std::string p = c.arch + ".";
     c.n_layers = static_cast<int>(m.get<uint32_t>(p + "block_count"));
     c.n_embd = static_cast<int>(m.get<uint32_t>(p + "embedding_length"));
@@ -43,16 +120,65 @@ struct LlamaConfig {
     c.n_kv_heads = static_cast<int>(m.get_or<uint32_t>(p + "attention.head_count_kv", static_cast<uint32_t>(c.n_heads)));
     c.n_ff = static_cast<int>(m.get<uint32_t>(p + "feed_forward_length"));
     c.n_ctx_train = static_cast<int>(m.get_or<uint32_t>(p + "context_length", 2048));
-    c.rms_eps = m.get_or<float>(p + "attention.layer_norm_rms_epsilon", 1e-5f);
-    check(c.n_layers > 0 && c.n_embd > 0 && c.n_heads > 0 && c.n_ff > 0, "invalid llama config: block_count ",
+    c.norm = c.family == Family::gpt2 ? NormKind::layer : NormKind::rms;
+    c.rms_eps = c.norm == NormKind::layer ? m.get_or<float>(p + "attention.layer_norm_epsilon", 1e-5f)
+                                          : m.get_or<float>(p + "attention.layer_norm_rms_epsilon", 1e-5f);
+    check(c.n_layers > 0 && c.n_embd > 0 && c.n_heads > 0 && c.n_ff > 0, "invalid ", c.arch, " config: block_count ",
           c.n_layers, ", embedding_length ", c.n_embd, ", head_count ", c.n_heads, ", feed_forward_length ", c.n_ff);
     check(c.n_kv_heads > 0 && c.n_heads % c.n_kv_heads == 0, "head_count ", c.n_heads,
           " is not a multiple of head_count_kv ", c.n_kv_heads);
     c.head_dim = static_cast<int>(m.get_or<uint32_t>(p + "attention.key_length", static_cast<uint32_t>(c.n_embd / c.n_heads)));
     check(c.head_dim > 0 && c.head_dim % 2 == 0, "invalid head dim ", c.head_dim);
+    const auto value_length = m.get_or<uint32_t>(p + "attention.value_length", static_cast<uint32_t>(c.head_dim));
+    check(static_cast<int>(value_length) == c.head_dim, "attention.value_length ", value_length,
+          " differs from key_length ", c.head_dim, " (not supported)");
     c.rope.n_dims = static_cast<int>(m.get_or<uint32_t>(p + "rope.dimension_count", static_cast<uint32_t>(c.head_dim)));
     c.rope.base = m.get_or<float>(p + "rope.freq_base", 10000.f);
-    c.rope.style = RopeStyle::interleaved;  // GGUF llama: Q/K rows permuted at conversion
+    // GGUF's llama converter permutes Q/K rows into interleaved pairs; the
+    // other families keep the checkpoint's halves (neox).
+    c.rope.style = c.family == Family::llama ? RopeStyle::interleaved : RopeStyle::neox;
+    read_rope_scaling(m, p, c);
+    check(c.rope.n_dims > 0 && c.rope.n_dims <= c.head_dim && c.rope.n_dims % 2 == 0, "invalid rope.dimension_count ",
+          c.rope.n_dims, " for head dim ", c.head_dim);
+    c.logit_softcap = m.get_or<float>(p + "final_logit_softcapping", 0.f);
+    // Only Gemma 3's local layers slide; other families' windows are not applied.
+    c.n_swa = c.family == Family::gemma3 ? static_cast<int64_t>(m.get_or<uint32_t>(p + "attention.sliding_window", 0)) : 0;
+    switch (c.family) {
+      case Family::llama: break;
+      case Family::qwen2: break;
+      case Family::qwen3: c.qk_norm = true; break;
+      case Family::phi3: break;  // its sliding_window (2047 of a 4k context) is ignored, as llama.cpp does
+      case Family::gpt2:
+        c.learned_pos = true;
+        c.ffn = FfnKind::gelu;
+        break;
+      case Family::gemma3: {
+        c.ffn = FfnKind::geglu;
+        c.qk_norm = c.post_norms = true;
+        c.embd_scale = std::sqrt(static_cast<float>(c.n_embd));
+        // Every sixth layer is global, the others slide over n_swa positions
+        // with RoPE base 10000 and no scaling; the global ones take the file's
+        // base and scaling.  27B (62 layers) was trained with q scaled by
+        // 1/sqrt(n_embd / n_heads), the other sizes by 1/sqrt(head_dim); the
+        // file does not say, so depth tells.
+        c.swa_layers.resize(static_cast<size_t>(c.n_layers));
+        for (int l = 0; l < c.n_layers; ++l) c.swa_layers[static_cast<size_t>(l)] = l % 6 < 5;
+        c.rope_swa = RopeParams{};
+        c.rope_swa.n_dims = c.rope.n_dims;
+        c.rope_swa.style = c.rope.style;
+        c.rope_swa.base = 10000.f;
+        if (c.n_layers == 62) c.attn_scale = 1.f / std::sqrt(static_cast<float>(c.n_embd / c.n_heads));
+        break;
+      }
+    }
+    if (c.family != Family::gemma3) c.rope_swa = c.rope;
+    if (c.n_swa <= 0) c.swa_layers.clear();
+    check(c.n_swa >= 0, "invalid attention.sliding_window ", c.n_swa);
+    return c;
+  }
+
+ private:
+  static void read_rope_scaling(const io::GgufMetadata& m, const std::string& p, LlamaConfig& c) {
     const auto scaling = m.get_or<std::string>(p + "rope.scaling.type", "none");
     if (scaling == "linear") {
       c.rope.scaling = RopeScaling::linear;
@@ -67,9 +193,6 @@ struct LlamaConfig {
       check(scaling == "none", "unsupported rope.scaling.type '", scaling, "' (none, linear or yarn)");
     }
     check(c.rope.factor > 0.f, "invalid rope.scaling.factor ", c.rope.factor);
-    check(c.rope.n_dims > 0 && c.rope.n_dims <= c.head_dim && c.rope.n_dims % 2 == 0, "invalid rope.dimension_count ",
-          c.rope.n_dims, " for head dim ", c.head_dim);
-    return c;
   }
 };
 

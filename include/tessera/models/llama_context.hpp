@@ -1,6 +1,7 @@
 /// \file
-/// One running sequence of a llama model: its KV cache (any kv/ cache: static,
-/// growing, sliding ring or paged; f32, f16 or q8_0) and every activation
+/// One running sequence of a decoder model: its KV cache (any kv/ cache: static,
+/// growing, sliding ring or paged; f32, f16 or q8_0; with local sliding-window
+/// layers, a hybrid that keeps only their window) and every activation
 /// buffer, all sized at construction so that eval() allocates nothing (a
 /// growing cache reallocates when it doubles; a paged one takes pool blocks).
 #pragma once
@@ -34,12 +35,13 @@ class LlamaContext {
                         const kv::KvSpec& kv = {}, int n_layers = 0)
       : model_(std::move(model)), c_(model_->config()) {
     n_ctx_ = n_ctx > 0 ? n_ctx : std::min(c_.n_ctx_train, 4096);
+    check(!c_.learned_pos || n_ctx_ <= c_.n_ctx_train, "LlamaContext: a context of ", n_ctx_, " positions, but this ",
+          c_.arch, " model has ", c_.n_ctx_train, " learned positions");
     n_batch_ = std::max(1, std::min(n_batch, n_ctx_));
     check(n_layers >= 0 && n_layers <= c_.n_layers, "LlamaContext: ", n_layers, " layers of a model with ",
           c_.n_layers);
     n_layers_ = n_layers > 0 ? n_layers : c_.n_layers;
-    const kv::KvLayout layout = kv_layout(c_, kv.type.value_or(KvType::f32), n_layers_);
-    init(kv::make_kv_cache(kv, layout, n_ctx_, n_batch_));
+    init(make_cache(kv, kv_layout(c_, kv.type.value_or(KvType::f32), n_layers_)));
   }
 
   /// A context over a cache you built: a PagedKvCache on a pool shared by many sequences (beams,
@@ -122,6 +124,22 @@ class LlamaContext {
     attn_ws_.reserve_bound(n_batch_, c_.n_heads, c_.n_kv_heads, c_.head_dim, max_keys);
   }
 
+  // The spec's cache; for a model with local (sliding-window) and global layers
+  // a HybridKvCache, whose local layers keep only their window, unless the
+  // spec is itself a ring or the window is no shorter than the context.
+  std::unique_ptr<kv::KvCache> make_cache(const kv::KvSpec& spec, const kv::KvLayout& layout) const {
+    std::vector<bool> local(static_cast<size_t>(n_layers_));
+    for (int l = 0; l < n_layers_; ++l) local[static_cast<size_t>(l)] = c_.is_swa(l);
+    const auto n_local = static_cast<int>(std::count(local.begin(), local.end(), true));
+    if (spec.kind == kv::KvSpec::Kind::sliding || n_local == 0 || n_local == n_layers_ ||
+        c_.n_swa + n_batch_ >= n_ctx_)
+      return kv::make_kv_cache(spec, layout, n_ctx_, n_batch_);
+    kv::KvLayout global = layout;
+    global.n_layers = n_layers_ - n_local;
+    return std::make_unique<kv::HybridKvCache>(layout, std::move(local), c_.n_swa, n_batch_,
+                                               kv::make_kv_cache(spec, global, n_ctx_, n_batch_));
+  }
+
   void check_fits(std::span<const int32_t> tokens) const {
     check(!tokens.empty(), "eval: no tokens");
     check(n_past() + static_cast<int64_t>(tokens.size()) <= n_ctx_, "context full: ", n_past(), " + ",
@@ -138,13 +156,13 @@ class LlamaContext {
 
   void forward_layers(std::span<const int32_t> tokens, std::span<const int32_t> pos, TensorView<float, 2> all) {
     const auto T = static_cast<int64_t>(tokens.size());
-    const AttentionParams ap = llama_attention_params(c_);
+    const auto ap = [&](int l) { return llama_attention_params(c_, l); };
     // K/V rows into the cache, then attention reads the cache (positions from its open append).
     llama_layers(*model_, n_layers_, act_, tokens, pos,
                  [&](int l, TensorView<const float, 2> q, TensorView<const float, 2> k, TensorView<const float, 2> v,
                      TensorView<float, 2> out) {
                    kv_->write(l, k, v);
-                   nn::attention(q.unflatten_last(c_.n_heads), *kv_, l, ap, out.unflatten_last(c_.n_heads), attn_ws_);
+                   nn::attention(q.unflatten_last(c_.n_heads), *kv_, l, ap(l), out.unflatten_last(c_.n_heads), attn_ws_);
                  });
     const auto x = act_.x.narrow(0, 0, T), xn = act_.xn.narrow(0, 0, T);
     if (!all.empty()) return llama_logits(*model_, x, xn, all, act_.ws);

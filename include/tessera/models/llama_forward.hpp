@@ -1,11 +1,12 @@
 /// \file
-/// The llama decoder's layer loop, written once: LlamaContext (one sequence,
-/// one cache) and LlamaBatch (many sequences, one cache each) differ only in
-/// where K/V go and which cache attention reads, which they pass in as `attend`.
+/// The decoder's layer loop, written once for every family: LlamaContext (one
+/// sequence, one cache) and LlamaBatch (many sequences, one cache each) differ
+/// only in where K/V go and which cache attention reads, which they pass in as
+/// `attend`.
 ///
-///   x = embed(tokens)
-///   for each layer:  x = x + Wo · attend(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
-///                    x = x + Wdown · (silu(Wgate·norm(x)) * Wup·norm(x))
+///   x = embed(tokens) * embd_scale (+ pos_embd(pos))
+///   for each layer:  x = x + post_norm(Wo · attend(rope(qk_norm(Wq·norm(x) + bq)), rope(qk_norm(Wk·norm(x) + bk)), Wv·norm(x) + bv))
+///                    x = x + post_norm(Wdown · act(Wgate·norm(x), Wup·norm(x)))
 #pragma once
 
 #include <algorithm>
@@ -45,10 +46,32 @@ struct LlamaActivations {
         up({rows, c.n_ff}), ws(rows, std::max({c.n_embd, c.q_dim(), c.n_ff})) {}
 };
 
+namespace detail {
+// The model's norm (RMSNorm, or LayerNorm with its bias) of x into out.
+inline void model_norm(const LlamaConfig& c, TensorView<const float, 2> x, std::span<const float> w,
+                       std::span<const float> b, TensorView<float, 2> out) {
+  if (c.norm == NormKind::layer) nn::layer_norm(x, w, b, c.rms_eps, out);
+  else nn::rms_norm(x, w, c.rms_eps, out);
+}
+// y = W x (+ b): a projection and its bias, when the family has one.
+inline void project(const nn::Weight& w, std::span<const float> b, TensorView<const float, 2> x, TensorView<float, 2> y,
+                    nn::LinearWorkspace& ws) {
+  nn::linear(w, x, y, ws);
+  if (!b.empty()) nn::add_bias(y, b);
+}
+// RMSNorm of every head of x [T, heads * head_dim] in place, one weight [head_dim] for all heads.
+inline void head_norm(const LlamaConfig& c, TensorView<float, 2> x, std::span<const float> w) {
+  const auto h = x.reshape<2>({x.dim(0) * x.dim(1) / c.head_dim, c.head_dim});
+  nn::rms_norm(h, w, c.rms_eps, h);
+}
+}  // namespace detail
+
 /// Runs layers [0, n_layers) over tokens at positions pos, leaving the final
 /// hidden states in a.x rows [0, T).  attend(layer, q, k, v, out) gets the
 /// rotated Q [T, q_dim], K and V [T, kv_dim] and writes attention's output
-/// [T, q_dim]: it stores K/V wherever the caller keeps them.
+/// [T, q_dim]: it stores K/V wherever the caller keeps them.  One loop for
+/// every Family; what differs is the config's data (norm kind, biases, QK-norm,
+/// post-norms, positions, per-layer RoPE, the feed-forward kind).
 template <class Attend>
 void llama_layers(const LlamaModel& model, int n_layers, LlamaActivations& a, std::span<const int32_t> tokens,
                   std::span<const int32_t> pos, Attend&& attend) {
@@ -58,40 +81,69 @@ void llama_layers(const LlamaModel& model, int n_layers, LlamaActivations& a, st
   auto x = rows(a.x), xn = rows(a.xn), tmp = rows(a.tmp), q = rows(a.q), k = rows(a.k), v = rows(a.v),
        attn = rows(a.attn), gate = rows(a.gate), up = rows(a.up);
   nn::embedding(model.token_embd(), tokens, x);
+  if (c.embd_scale != 1.f)
+    for (int64_t t = 0; t < T; ++t)
+      for (float& e : x.row(t)) e *= c.embd_scale;
+  if (c.learned_pos) {
+    for (int32_t p : pos)
+      check(p >= 0 && p < model.pos_embd().n_out, "position ", p, " is past the model's ", model.pos_embd().n_out,
+            " learned positions");
+    nn::embedding(model.pos_embd(), pos, tmp);
+    nn::add(x, tmp, x);
+  }
   for (int l = 0; l < n_layers; ++l) {
     const LlamaLayer& w = model.layers()[static_cast<size_t>(l)];
-    nn::rms_norm(x, w.attn_norm, c.rms_eps, xn);
-    nn::linear(w.wq, xn, q, a.ws);
-    nn::linear(w.wk, xn, k, a.ws);
-    nn::linear(w.wv, xn, v, a.ws);
-    nn::rope(q.unflatten_last(c.n_heads), pos, c.rope);
-    nn::rope(k.unflatten_last(c.n_kv_heads), pos, c.rope);
+    detail::model_norm(c, x, w.attn_norm, w.attn_norm_b, xn);
+    detail::project(w.wq, w.bq, xn, q, a.ws);
+    detail::project(w.wk, w.bk, xn, k, a.ws);
+    detail::project(w.wv, w.bv, xn, v, a.ws);
+    if (c.qk_norm) {
+      detail::head_norm(c, q, w.q_norm);
+      detail::head_norm(c, k, w.k_norm);
+    }
+    if (!c.learned_pos) {
+      nn::rope(q.unflatten_last(c.n_heads), pos, c.rope_for(l));
+      nn::rope(k.unflatten_last(c.n_kv_heads), pos, c.rope_for(l));
+    }
     attend(l, TensorView<const float, 2>(q), TensorView<const float, 2>(k), TensorView<const float, 2>(v), attn);
-    nn::linear(w.wo, attn, tmp, a.ws);
+    detail::project(w.wo, w.bo, attn, tmp, a.ws);
+    if (c.post_norms) detail::model_norm(c, tmp, w.post_attn_norm, {}, tmp);
     nn::add(x, tmp, x);
-    nn::rms_norm(x, w.ffn_norm, c.rms_eps, xn);
-    nn::linear(w.w_gate, xn, gate, a.ws);
-    nn::linear(w.w_up, xn, up, a.ws);
-    nn::swiglu(gate, up, gate);
-    nn::linear(w.w_down, gate, tmp, a.ws);
+    detail::model_norm(c, x, w.ffn_norm, w.ffn_norm_b, xn);
+    detail::project(w.w_up, w.b_up, xn, up, a.ws);
+    if (c.ffn == FfnKind::gelu) {
+      nn::gelu(up);
+      detail::project(w.w_down, w.b_down, up, tmp, a.ws);
+    } else {
+      nn::linear(w.w_gate, xn, gate, a.ws);
+      if (c.ffn == FfnKind::geglu) nn::geglu(gate, up, gate);
+      else nn::swiglu(gate, up, gate);
+      detail::project(w.w_down, w.b_down, gate, tmp, a.ws);
+    }
+    if (c.post_norms) detail::model_norm(c, tmp, w.post_ffn_norm, {}, tmp);
     nn::add(x, tmp, x);
   }
 }
 
 /// Logits of hidden rows h [m, n_embd] into out [m, n_vocab]: the output norm
-/// (into scratch [m, n_embd]) and head.  h may be rows of a.x.
+/// (into scratch [m, n_embd]), head and the family's soft-capping.  h may be rows of a.x.
 inline void llama_logits(const LlamaModel& model, TensorView<const float, 2> h, TensorView<float, 2> scratch,
                          TensorView<float, 2> out, nn::LinearWorkspace& ws) {
-  nn::rms_norm(h, model.output_norm(), model.config().rms_eps, scratch);
+  const LlamaConfig& c = model.config();
+  detail::model_norm(c, h, model.output_norm(), model.output_norm_b(), scratch);
   nn::linear(model.output(), scratch, out, ws);
+  if (c.logit_softcap > 0.f)
+    for (int64_t t = 0; t < out.dim(0); ++t)
+      for (float& z : out.row(t)) z = c.logit_softcap * std::tanh(z / c.logit_softcap);
 }
 
-/// The attention parameters of the llama family: 1/sqrt(head_dim), causal
-/// (positions and a sliding ring's window come from the cache).
-inline AttentionParams llama_attention_params(const LlamaConfig& c) {
+/// The attention parameters of layer l: the family's q.k scale (0: 1/sqrt(head_dim)),
+/// causal, or sliding over the last n_swa positions in a local layer (positions,
+/// and a sliding ring's window, come from the cache).
+inline AttentionParams llama_attention_params(const LlamaConfig& c, int l = 0) {
   AttentionParams ap;
-  ap.scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
-  ap.mask = AttentionMask::causal();
+  ap.scale = c.attn_scale != 0.f ? c.attn_scale : 1.f / std::sqrt(static_cast<float>(c.head_dim));
+  ap.mask = c.is_swa(l) ? AttentionMask::sliding(c.n_swa) : AttentionMask::causal();
   return ap;
 }
 

@@ -34,6 +34,10 @@ inline void rope(TensorView<float, 3> x, std::span<const int32_t> pos, const Rop
 inline void swiglu(std::span<const float> gate, std::span<const float> up, std::span<float> out) {
   backend::active::swiglu(gate, up, out);
 }
+/// out = gelu_tanh(gate) * up (GeGLU), elementwise over packed spans.
+inline void geglu(std::span<const float> gate, std::span<const float> up, std::span<float> out) {
+  backend::active::geglu(gate, up, out);
+}
 /// out = a + b, elementwise over packed spans (the residual connection).
 inline void add(std::span<const float> a, std::span<const float> b, std::span<float> out) {
   backend::active::add(a, b, out);
@@ -58,6 +62,20 @@ void rowwise(const char* what, TensorView<const float, 2> a, TensorView<const fl
 /// wider tensors are fine).  out may alias gate or up.
 inline void swiglu(TensorView<const float, 2> gate, TensorView<const float, 2> up, TensorView<float, 2> out) {
   detail::rowwise("swiglu", gate, up, out, [](auto g, auto u, auto o) { backend::active::swiglu(g, u, o); });
+}
+/// out = gelu_tanh(gate) * up over matrices [n_tokens, n]; any row strides; out may alias gate or up.
+inline void geglu(TensorView<const float, 2> gate, TensorView<const float, 2> up, TensorView<float, 2> out) {
+  detail::rowwise("geglu", gate, up, out, [](auto g, auto u, auto o) { backend::active::geglu(g, u, o); });
+}
+/// x = gelu_tanh(x) in place over a matrix [n_tokens, n] with packed rows.
+inline void gelu(TensorView<float, 2> x) {
+  detail::rowwise("gelu", x, x, x, [](auto a, auto, auto o) { backend::active::gelu(a, o); });
+}
+/// x[t, :] += b for every row t: a bias on a linear layer's output.  x [n_tokens, n], b [n].
+inline void add_bias(TensorView<float, 2> x, std::span<const float> b) {
+  check(static_cast<int64_t>(b.size()) == x.dim(1), "add_bias: bias of ", b.size(), " for rows of ", x.dim(1));
+  TESSERA_CHECK(x.rows_contiguous(), "add_bias: rows must be packed");
+  for (int64_t t = 0; t < x.dim(0); ++t) backend::active::add(x.row(t), b, x.row(t));
 }
 /// out = a + b over matrices [n_tokens, n]; any row strides.  out may alias a or b.
 inline void add(TensorView<const float, 2> a, TensorView<const float, 2> b, TensorView<float, 2> out) {

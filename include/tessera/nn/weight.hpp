@@ -86,6 +86,12 @@ struct Weight {
     return static_cast<size_t>(n_in / ti.block_size) * ti.type_size;
   }
   size_t n_bytes() const { return row_bytes() * static_cast<size_t>(n_out); }  ///< Bytes of the whole matrix.
+  /// Rows [r0, r0 + n) as a weight of their own, in place (the halves of a
+  /// fused gate/up tensor, the thirds of a fused QKV).  Error when out of range.
+  Weight rows(int64_t r0, int64_t n) const {
+    check(r0 >= 0 && n >= 0 && r0 + n <= n_out, "Weight::rows: rows [", r0, ", ", r0 + n, ") of ", n_out);
+    return {type, data + static_cast<size_t>(r0) * row_bytes(), n, n_in};
+  }
 };
 
 }  // namespace tessera::nn
