@@ -1,12 +1,12 @@
 # The fixture synth/families, run as `cmake -P`: -DSYNTH=<tessera-synth> -DTOKENIZER=<gguf> -DDIR=<folder>.
-# Writes DIR/<arch>.gguf for qwen2, qwen3, phi3 (shape tiny) and gpt2 (tiny-mha: GPT-2 has as many KV heads
+# Writes DIR/<arch>.gguf for qwen2, qwen3, phi3, mixtral, qwen2moe, qwen3moe (shape tiny) and gpt2 (tiny-mha: GPT-2 has as many KV heads
 # as query heads), seeded f32 weights: the files tests/data/golden/synthetic-<arch> were made from.
 if(NOT EXISTS "${TOKENIZER}")
   message("SKIPPED: ${TOKENIZER} is missing (run scripts/fetch-model)")
   return()
 endif()
 file(MAKE_DIRECTORY "${DIR}")
-foreach(arch qwen2 qwen3 phi3 gpt2)
+foreach(arch qwen2 qwen3 phi3 gpt2 mixtral qwen2moe qwen3moe)
   set(shape tiny)
   if(arch STREQUAL "gpt2")
     set(shape tiny-mha)

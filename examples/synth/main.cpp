@@ -94,7 +94,11 @@ using io::use_more_bits;
 // ---- the command line -------------------------------------------------------------------------------------
 
 // The families synth writes (their GGUF architecture names).
-constexpr const char* kArchs[] = {"llama", "qwen2", "qwen3", "phi3", "gpt2"};
+// mixtral: GGUF architecture llama with routed experts.
+constexpr const char* kArchs[] = {"llama", "qwen2", "qwen3", "phi3", "gpt2", "mixtral", "qwen2moe", "qwen3moe"};
+// Mixture-of-experts archs: 4 experts, 2 per token, expert hidden width n_ff (mixtral) or n_ff / 2 (qwen);
+// qwen2moe adds a shared expert of width n_ff.
+constexpr int kExperts = 4, kExpertsUsed = 2;
 
 struct Args {
   std::string shape, type, tokenizer, output, arch = "llama";
@@ -109,6 +113,7 @@ const char* usage() {
          "  --shape NAME          llama2-7b | llama3-8b | llama3.2-1b | tiny | tiny-mha\n"
          "      --arch NAME       llama (default) | qwen2 (Q/K/V biases) | qwen3 (QK-norm) | phi3 (fused QKV\n"
          "                        and gate/up) | gpt2 (learned positions, LayerNorm, GELU, biases; heads = KV heads)\n"
+         "                        | mixtral | qwen2moe | qwen3moe (4 experts, 2 per token; qwen2moe + a shared one)\n"
          "  --type TYPE           f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | q4_K | q6_K | q4_k_m\n"
          "                        (every matrix, token_embd included; norms stay f32; q4_k_m is llama.cpp's\n"
          "                        Q4_K_M mix)\n"
@@ -165,7 +170,7 @@ Args parse(int argc, char** argv) {
   check(!a.output.empty(), "-o OUT.gguf is required");
   check(std::find_if(std::begin(kArchs), std::end(kArchs), [&](const char* n) { return a.arch == n; }) !=
             std::end(kArchs),
-        "unknown --arch '", a.arch, "' (one of: llama, qwen2, qwen3, phi3, gpt2)");
+        "unknown --arch '", a.arch, "' (one of: llama, qwen2, qwen3, phi3, gpt2, mixtral, qwen2moe, qwen3moe)");
   return a;
 }
 
@@ -181,9 +186,10 @@ struct TensorPlan {
   std::string name;
   GgmlType type;
   int64_t n_in;   // row length (GGUF shape[0])
-  int64_t n_out;  // rows; 0 for a 1-d vector of n_in (a norm's scale or a bias)
+  int64_t n_out;  // rows (of all experts together when n_expert > 0); 0 for a 1-d vector of n_in
   float stddev;   // matrices: the normal's standard deviation; vectors: offset + 0.1 u
   float offset = 1.f;  // vectors: 1 for a norm's scale, 0 for a bias
+  int64_t n_expert = 0;  // > 0: a 3-d stack of n_expert matrices of n_out / n_expert rows
 
   bool is_norm() const { return n_out == 0; }
   int64_t rows() const { return is_norm() ? 1 : n_out; }
@@ -193,6 +199,7 @@ struct TensorPlan {
     return static_cast<size_t>(n_elements() / ti.block_size) * ti.type_size;
   }
   std::vector<int64_t> gguf_shape() const {
+    if (n_expert > 0) return {n_in, n_out / n_expert, n_expert};
     return is_norm() ? std::vector<int64_t>{n_in} : std::vector<int64_t>{n_in, n_out};
   }
 };
@@ -206,6 +213,8 @@ std::vector<TensorPlan> plan_tensors(const Shape& s, int n_layers, int n_vocab, 
     return static_cast<float>(1.0 / std::sqrt(static_cast<double>(n_in) * 2.0 * n_layers));
   };
   const bool gpt2 = arch == "gpt2", phi3 = arch == "phi3";
+  const bool moe = arch == "mixtral" || arch == "qwen2moe" || arch == "qwen3moe";
+  const int64_t ff_exp = arch == "mixtral" ? s.n_ff : s.n_ff / 2;  // llama's experts are feed_forward_length wide
   const GgmlType m = wt.type, f32 = GgmlType::f32;
   auto vec = [&](std::string name, int64_t n, bool bias = false) {
     return TensorPlan{std::move(name), f32, n, 0, 0.f, bias ? 0.f : 1.f};
@@ -225,10 +234,10 @@ std::vector<TensorPlan> plan_tensors(const Shape& s, int n_layers, int n_vocab, 
       p.push_back({b + "attn_q.weight", m, s.n_embd, q_dim, in_scale(s.n_embd)});
       p.push_back({b + "attn_k.weight", m, s.n_embd, kv_dim, in_scale(s.n_embd)});
       p.push_back({b + "attn_v.weight", more, s.n_embd, kv_dim, in_scale(s.n_embd)});
-      if (arch == "qwen2")
+      if (arch == "qwen2" || arch == "qwen2moe")
         for (const char* t : {"attn_q.bias", "attn_k.bias", "attn_v.bias"})
           p.push_back(vec(b + t, t[5] == 'q' ? q_dim : kv_dim, true));
-      if (arch == "qwen3") {
+      if (arch == "qwen3" || arch == "qwen3moe") {
         p.push_back(vec(b + "attn_q_norm.weight", head_dim));
         p.push_back(vec(b + "attn_k_norm.weight", head_dim));
       }
@@ -240,13 +249,24 @@ std::vector<TensorPlan> plan_tensors(const Shape& s, int n_layers, int n_vocab, 
       p.push_back(vec(b + "ffn_norm.bias", s.n_embd, true));
       p.push_back({b + "ffn_up.weight", m, s.n_embd, s.n_ff, in_scale(s.n_embd)});
       p.push_back(vec(b + "ffn_up.bias", s.n_ff, true));
+    } else if (moe) {
+      p.push_back({b + "ffn_gate_inp.weight", m, s.n_embd, kExperts, in_scale(s.n_embd)});
+      p.push_back({b + "ffn_gate_exps.weight", m, s.n_embd, ff_exp * kExperts, in_scale(s.n_embd), 1.f, kExperts});
+      p.push_back({b + "ffn_down_exps.weight", more, ff_exp, s.n_embd * kExperts, out_scale(ff_exp), 1.f, kExperts});
+      p.push_back({b + "ffn_up_exps.weight", m, s.n_embd, ff_exp * kExperts, in_scale(s.n_embd), 1.f, kExperts});
+      if (arch == "qwen2moe") {
+        p.push_back(vec(b + "ffn_gate_inp_shexp.weight", s.n_embd, true));
+        p.push_back({b + "ffn_gate_shexp.weight", m, s.n_embd, s.n_ff, in_scale(s.n_embd)});
+        p.push_back({b + "ffn_down_shexp.weight", more, s.n_ff, s.n_embd, out_scale(s.n_ff)});
+        p.push_back({b + "ffn_up_shexp.weight", m, s.n_embd, s.n_ff, in_scale(s.n_embd)});
+      }
     } else if (phi3) {
       p.push_back({b + "ffn_up.weight", m, s.n_embd, 2 * s.n_ff, in_scale(s.n_embd)});  // gate rows, then up rows
     } else {
       p.push_back({b + "ffn_gate.weight", m, s.n_embd, s.n_ff, in_scale(s.n_embd)});
       p.push_back({b + "ffn_up.weight", m, s.n_embd, s.n_ff, in_scale(s.n_embd)});
     }
-    p.push_back({b + "ffn_down.weight", more, s.n_ff, s.n_embd, out_scale(s.n_ff)});
+    if (!moe) p.push_back({b + "ffn_down.weight", more, s.n_ff, s.n_embd, out_scale(s.n_ff)});
     if (gpt2) p.push_back(vec(b + "ffn_down.bias", s.n_embd, true));
   }
   p.push_back(vec("output_norm.weight", s.n_embd));
@@ -383,7 +403,7 @@ int run(const Args& a) {
                gib(static_cast<double>(n_bytes)), a.output.c_str());
 
   io::GgufWriter w;
-  const std::string arch = a.arch;
+  const std::string arch = a.arch == "mixtral" ? "llama" : a.arch;
   const uint32_t head_dim = static_cast<uint32_t>(shape.n_embd / shape.n_heads);
   w.set("general.architecture", arch);
   w.set("general.name", std::string("synthetic ") + shape.name + " " + wt.name);  // no arch: llama.cpp keys token rules on a name holding "phi3"
@@ -403,7 +423,13 @@ int run(const Args& a) {
     w.set(arch + ".rope.freq_base", shape.rope_base);
     w.set(arch + ".rope.dimension_count", head_dim);
   }
-  if (arch == "qwen3") {
+  if (a.arch == "mixtral" || arch == "qwen2moe" || arch == "qwen3moe") {
+    w.set(arch + ".expert_count", static_cast<uint32_t>(kExperts));
+    w.set(arch + ".expert_used_count", static_cast<uint32_t>(kExpertsUsed));
+    if (arch != "llama") w.set(arch + ".expert_feed_forward_length", static_cast<uint32_t>(shape.n_ff / 2));
+    if (arch == "qwen2moe") w.set(arch + ".expert_shared_feed_forward_length", static_cast<uint32_t>(shape.n_ff));
+  }
+  if (arch == "qwen3" || arch == "qwen3moe") {
     w.set(arch + ".attention.key_length", head_dim);
     w.set(arch + ".attention.value_length", head_dim);
   }

@@ -1,4 +1,5 @@
-// The families without a small real model (Qwen2, Qwen3, Phi-3, GPT-2) against
+// The families without a small real model (Qwen2, Qwen3, Phi-3, GPT-2, and
+// mixture-of-experts: Mixtral's layout, Qwen2-MoE, Qwen3-MoE) against
 // llama.cpp on synthetic models: tessera-synth writes each family's tensors
 // with seeded random f32 weights (the CTest fixture synth/families, into
 // TESSERA_SYNTH_DIR), and tests/data/golden/synthetic-<arch> holds what
@@ -28,8 +29,9 @@ std::optional<std::string> synthetic_model(const std::string& arch) {
 }
 }  // namespace
 
-TEST_CASE("Qwen2, Qwen3, Phi-3 and GPT-2 reproduce llama.cpp on synthetic f32 models", "[model][golden][families]") {
-  for (const char* arch : {"qwen2", "qwen3", "phi3", "gpt2"}) {
+TEST_CASE("Qwen2, Qwen3, Phi-3, GPT-2 and MoE models reproduce llama.cpp on synthetic f32 models",
+          "[model][golden][families]") {
+  for (const char* arch : {"qwen2", "qwen3", "phi3", "gpt2", "mixtral", "qwen2moe", "qwen3moe"}) {
     INFO("architecture " << arch);
     const auto path = synthetic_model(arch);
     if (!path) {
@@ -38,7 +40,7 @@ TEST_CASE("Qwen2, Qwen3, Phi-3 and GPT-2 reproduce llama.cpp on synthetic f32 mo
                          "the default model)");
       continue;
     }
-    REQUIRE(models::LlamaModel::load(*path)->config().arch == arch);
+    REQUIRE(models::LlamaModel::load(*path)->config().arch == (std::string(arch) == "mixtral" ? "llama" : arch));
     // Logits here are O(1-5).  Both sides multiply f32 weights by f32
     // activations, so what differs is summation order: measured 1e-6 at most
     // on Qwen2, Qwen3 and Phi-3.  GPT-2: 4.5e-4, llama.cpp's GELU being an f16
@@ -50,19 +52,23 @@ TEST_CASE("Qwen2, Qwen3, Phi-3 and GPT-2 reproduce llama.cpp on synthetic f32 mo
 }
 
 TEST_CASE("family configs: what each architecture turns on, and errors naming the unsupported", "[model][families]") {
-  for (const char* arch : {"qwen2", "qwen3", "phi3", "gpt2"}) {
+  for (const char* arch : {"qwen2", "qwen3", "phi3", "gpt2", "mixtral", "qwen2moe", "qwen3moe"}) {
     const auto path = synthetic_model(arch);
     if (!path) continue;
     const auto m = models::LlamaModel::load(*path);
     const models::LlamaConfig& c = m->config();
     const models::LlamaLayer& L = m->layers()[0];
     INFO(arch);
-    CHECK(c.rope.style == RopeStyle::neox);
-    CHECK(c.qk_norm == (c.family == models::Family::qwen3));
-    CHECK(!L.bq.empty() == (c.family == models::Family::qwen2 || c.family == models::Family::gpt2));
+    using F = models::Family;
+    CHECK(c.rope.style == (c.family == F::llama ? RopeStyle::interleaved : RopeStyle::neox));
+    CHECK(c.qk_norm == (c.family == F::qwen3 || c.family == F::qwen3moe));
+    CHECK(!L.bq.empty() == (c.family == F::qwen2 || c.family == F::gpt2 || c.family == F::qwen2moe));
+    CHECK((c.n_expert > 0) == (c.family == F::llama || c.family == F::qwen2moe || c.family == F::qwen3moe));
+    CHECK(c.moe_norm_topk == (c.family != F::qwen2moe));
+    CHECK((L.moe.sh_up.n_out > 0) == (c.family == F::qwen2moe));
     CHECK(c.learned_pos == (c.family == models::Family::gpt2));
     CHECK(c.norm == (c.family == models::Family::gpt2 ? models::NormKind::layer : models::NormKind::rms));
-    CHECK(L.w_gate.n_out == (c.family == models::Family::gpt2 ? 0 : c.n_ff));
+    CHECK(L.w_gate.n_out == (c.family == F::gpt2 || c.n_expert > 0 ? 0 : c.n_ff));
     if (c.family == models::Family::gpt2) {
       // Learned positions bound the context: a longer one is an error, not a read past the table.
       CHECK_THROWS_WITH(models::LlamaContext(m, c.n_ctx_train + 1, 64), Catch::Contains("learned positions"));

@@ -19,6 +19,7 @@
 #include "tessera/io/gguf_reader.hpp"
 #include "tessera/models/llama_config.hpp"
 #include "tessera/models/weights.hpp"
+#include "tessera/nn/moe.hpp"
 #include "tessera/nn/weight.hpp"
 
 namespace tessera::models {
@@ -56,6 +57,7 @@ struct LlamaLayer {
   /// Biases of the projections (Qwen2: bq, bk, bv; GPT-2: all), sized like their outputs.
   std::span<const float> bq, bk, bv, bo, b_up, b_down;
   ///@}
+  nn::MoeWeights moe;  ///< routed (and shared) experts, in place of w_gate/w_up/w_down when n_expert > 0
 };
 
 /// A loaded model: the mapped file, its config and weight views into it. Immutable; share it between contexts.
@@ -101,11 +103,17 @@ class LlamaModel {
   const nn::Weight& pos_embd() const { return pos_embd_; }
   /// The n_layers decoder blocks, in order.
   const std::vector<LlamaLayer>& layers() const { return layers_; }
-  /// Bytes of weights one decode step reads (every matrix once, plus the norms).
+  /// Bytes of weights one decode step reads (every matrix once, plus the norms; of a MoE layer, k experts).
   size_t weight_bytes_per_token() const {
     size_t n = output_.n_bytes() + token_embd_.row_bytes() + output_norm_.size_bytes();
     for (const auto& l : layers_)
-      for (const nn::Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) n += w->n_bytes();
+      for (const nn::Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down, &l.moe.router,
+                                  &l.moe.sh_gate, &l.moe.sh_up, &l.moe.sh_down})
+        n += w->n_bytes();
+    for (const auto& l : layers_)  // a token reads k of the E experts
+      if (l.moe.n_expert > 0)
+        n += (l.moe.gate.n_bytes() + l.moe.up.n_bytes() + l.moe.down.n_bytes()) / static_cast<size_t>(l.moe.n_expert) *
+             static_cast<size_t>(l.moe.n_used);
     return n;
   }
 
@@ -162,6 +170,22 @@ class LlamaModel {
     if (c.post_norms) {
       L.post_attn_norm = norm(b + "post_attention_norm.weight");
       L.post_ffn_norm = norm(b + "post_ffw_norm.weight");
+    }
+    if (c.n_expert > 0) {
+      nn::MoeWeights& m = L.moe;
+      const int64_t E = c.n_expert, F = c.n_ff_exp, D = c.n_embd;
+      m.router = weight(b + "ffn_gate_inp.weight", E, D);
+      m.gate = gguf_experts(file_, b + "ffn_gate_exps.weight", E, F, D);
+      m.up = gguf_experts(file_, b + "ffn_up_exps.weight", E, F, D);
+      m.down = gguf_experts(file_, b + "ffn_down_exps.weight", E, D, F);
+      m.n_expert = c.n_expert, m.n_used = c.n_expert_used, m.norm_topk = c.moe_norm_topk;
+      if (c.n_ff_shexp > 0) {
+        m.sh_gate = weight(b + "ffn_gate_shexp.weight", c.n_ff_shexp, D);
+        m.sh_up = weight(b + "ffn_up_shexp.weight", c.n_ff_shexp, D);
+        m.sh_down = weight(b + "ffn_down_shexp.weight", D, c.n_ff_shexp);
+        m.sh_router = gguf_vector(file_, b + "ffn_gate_inp_shexp.weight", D);
+      }
+      return L;
     }
     if (c.ffn == FfnKind::gelu) {
       L.w_up = weight(b + "ffn_up.weight", c.n_ff, c.n_embd);

@@ -25,6 +25,8 @@ enum class Family : uint8_t {
   qwen3,   ///< Qwen3: llama with QK-norm and neox RoPE
   phi3,    ///< Phi-3: fused QKV and gate/up tensors, neox RoPE
   gpt2,    ///< GPT-2: learned positions, LayerNorm with biases, GELU MLP, fused QKV, biases everywhere
+  qwen2moe,  ///< Qwen2-MoE: Qwen2 with routed experts (weights not renormalised) and a gated shared expert
+  qwen3moe,  ///< Qwen3-MoE: Qwen3 with routed experts, top-k weights renormalised
 };
 
 /// Printable name of a family (its GGUF architecture name).
@@ -36,12 +38,15 @@ inline const char* family_name(Family f) {
     case Family::qwen3: return "qwen3";
     case Family::phi3: return "phi3";
     case Family::gpt2: return "gpt2";
+    case Family::qwen2moe: return "qwen2moe";
+    case Family::qwen3moe: return "qwen3moe";
   }
   return "?";
 }
 
 /// The supported `general.architecture` values, for error messages.
-inline constexpr std::string_view kSupportedArchitectures = "llama, mistral, gemma3, qwen2, qwen3, phi3, gpt2";
+inline constexpr std::string_view kSupportedArchitectures =
+    "llama, mistral, gemma3, qwen2, qwen3, phi3, gpt2, qwen2moe, qwen3moe";
 
 /// Which normalisation every norm of the model is.
 enum class NormKind : uint8_t {
@@ -83,6 +88,11 @@ struct LlamaConfig {
   int64_t n_swa = 0;  ///< sliding-window length of local layers (0: none)
   std::vector<bool> swa_layers;  ///< which layers are local (sliding); empty: none
   RopeParams rope_swa;  ///< rotary embedding of local layers (their own base)
+  int n_expert = 0;  ///< routed experts per layer (0: a dense FFN); llama with experts is Mixtral
+  int n_expert_used = 0;  ///< experts each token goes to (top-k of the router's softmax)
+  int n_ff_exp = 0;  ///< hidden width of one routed expert
+  int n_ff_shexp = 0;  ///< hidden width of the shared expert (Qwen2-MoE), 0 when none
+  bool moe_norm_topk = true;  ///< renormalise the k chosen weights to sum to 1 (Mixtral, Qwen3-MoE)
 
   /// Width of all query heads together: n_heads * head_dim.
   int q_dim() const { return n_heads * head_dim; }
@@ -111,6 +121,8 @@ struct LlamaConfig {
     else if (c.arch == "qwen3") c.family = Family::qwen3;
     else if (c.arch == "phi3") c.family = Family::phi3;
     else if (c.arch == "gpt2") c.family = Family::gpt2;
+    else if (c.arch == "qwen2moe") c.family = Family::qwen2moe;
+    else if (c.arch == "qwen3moe") c.family = Family::qwen3moe;
     else
       fail("unsupported architecture '", c.arch, "' (tessera runs ", kSupportedArchitectures, ")");
     const std::string p = c.arch + ".";
@@ -147,6 +159,8 @@ struct LlamaConfig {
       case Family::llama: break;
       case Family::qwen2: break;
       case Family::qwen3: c.qk_norm = true; break;
+      case Family::qwen2moe: c.moe_norm_topk = false; break;
+      case Family::qwen3moe: c.qk_norm = true; break;
       case Family::phi3: break;  // its sliding_window (2047 of a 4k context) is ignored, as llama.cpp does
       case Family::gpt2:
         c.learned_pos = true;
@@ -170,6 +184,19 @@ struct LlamaConfig {
         if (c.n_layers == 62) c.attn_scale = 1.f / std::sqrt(static_cast<float>(c.n_embd / c.n_heads));
         break;
       }
+    }
+    c.n_expert = static_cast<int>(m.get_or<uint32_t>(p + "expert_count", 0));
+    c.n_expert_used = static_cast<int>(m.get_or<uint32_t>(p + "expert_used_count", 0));
+    const bool moe_family = c.family == Family::qwen2moe || c.family == Family::qwen3moe;
+    check(!moe_family || c.n_expert > 0, c.arch, ": expert_count is missing or 0");
+    if (c.n_expert > 0) {
+      check(c.family == Family::llama || moe_family, c.arch, " models with experts are not supported");
+      check(c.n_expert_used > 0 && c.n_expert_used <= c.n_expert, c.arch, ": expert_used_count ", c.n_expert_used,
+            " of ", c.n_expert, " experts");
+      c.n_ff_exp = static_cast<int>(m.get_or<uint32_t>(p + "expert_feed_forward_length", static_cast<uint32_t>(c.n_ff)));
+      c.n_ff_shexp = static_cast<int>(m.get_or<uint32_t>(p + "expert_shared_feed_forward_length", 0));
+      if (c.family == Family::qwen2moe && c.n_ff_shexp == 0) c.n_ff_shexp = c.n_ff;
+      check(c.n_ff_exp > 0, c.arch, ": expert_feed_forward_length ", c.n_ff_exp);
     }
     if (c.family != Family::gemma3) c.rope_swa = c.rope;
     if (c.n_swa <= 0) c.swa_layers.clear();

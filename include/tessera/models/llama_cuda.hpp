@@ -60,8 +60,8 @@ class LlamaCudaContext {
     check(n_layers >= 0 && n_layers <= c_.n_layers, "LlamaCudaContext: ", n_layers, " layers of a model with ",
           c_.n_layers);
     n_layers_ = n_layers > 0 ? n_layers : c_.n_layers;
-    check(c_.family == Family::llama, "LlamaCudaContext: the GPU runs the llama family; ", family_name(c_.family),
-          " models run on the CPU");
+    check(c_.family == Family::llama && c_.n_expert == 0, "LlamaCudaContext: the GPU runs dense llama-family "
+          "models; ", c_.n_expert > 0 ? "mixture-of-experts" : family_name(c_.family), " models run on the CPU");
     check(c_.head_dim == 64 || c_.head_dim == 128 || c_.head_dim == 256, "LlamaCudaContext: head_dim ", c_.head_dim,
           " (the GPU attention kernels take 64, 128 or 256)");
     check(opt_.kv == cuda::KvElem::f16 || opt_.kv == cuda::KvElem::q8_0,

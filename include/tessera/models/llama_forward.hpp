@@ -37,13 +37,16 @@ struct LlamaActivations {
   Tensor<float, 2> x, xn, tmp, q, k, v, attn, gate, up;
   ///@}
   nn::LinearWorkspace ws;  ///< scratch of every nn::linear call, sized for rows x max(n_embd, q_dim, n_ff) inputs
+  nn::MoeWorkspace moe;  ///< scratch of the experts (MoE models only)
 
   LlamaActivations() = default;
   /// Allocates every buffer for up to rows tokens of a model with config c.
   LlamaActivations(const LlamaConfig& c, int64_t rows)
       : x({rows, c.n_embd}), xn({rows, c.n_embd}), tmp({rows, c.n_embd}), q({rows, c.q_dim()}),
         k({rows, c.kv_dim()}), v({rows, c.kv_dim()}), attn({rows, c.q_dim()}), gate({rows, c.n_ff}),
-        up({rows, c.n_ff}), ws(rows, std::max({c.n_embd, c.q_dim(), c.n_ff})) {}
+        up({rows, c.n_ff}), ws(rows, std::max({c.n_embd, c.q_dim(), c.n_ff})) {
+    if (c.n_expert > 0) moe = nn::MoeWorkspace(rows, c.n_embd, c.n_expert, c.n_expert_used, c.n_ff_exp, c.n_ff_shexp);
+  }
 };
 
 namespace detail {
@@ -110,15 +113,19 @@ void llama_layers(const LlamaModel& model, int n_layers, LlamaActivations& a, st
     if (c.post_norms) detail::model_norm(c, tmp, w.post_attn_norm, {}, tmp);
     nn::add(x, tmp, x);
     detail::model_norm(c, x, w.ffn_norm, w.ffn_norm_b, xn);
-    detail::project(w.w_up, w.b_up, xn, up, a.ws);
-    if (c.ffn == FfnKind::gelu) {
-      nn::gelu(up);
-      detail::project(w.w_down, w.b_down, up, tmp, a.ws);
+    if (c.n_expert > 0) {
+      nn::moe(w.moe, xn, tmp, a.moe);
     } else {
-      nn::linear(w.w_gate, xn, gate, a.ws);
-      if (c.ffn == FfnKind::geglu) nn::geglu(gate, up, gate);
-      else nn::swiglu(gate, up, gate);
-      detail::project(w.w_down, w.b_down, gate, tmp, a.ws);
+      detail::project(w.w_up, w.b_up, xn, up, a.ws);
+      if (c.ffn == FfnKind::gelu) {
+        nn::gelu(up);
+        detail::project(w.w_down, w.b_down, up, tmp, a.ws);
+      } else {
+        nn::linear(w.w_gate, xn, gate, a.ws);
+        if (c.ffn == FfnKind::geglu) nn::geglu(gate, up, gate);
+        else nn::swiglu(gate, up, gate);
+        detail::project(w.w_down, w.b_down, gate, tmp, a.ws);
+      }
     }
     if (c.post_norms) detail::model_norm(c, tmp, w.post_ffn_norm, {}, tmp);
     nn::add(x, tmp, x);

@@ -39,6 +39,24 @@ inline nn::Weight gguf_weight(const io::GgufFile& file, std::string_view name, i
   return w;
 }
 
+/// The 3-d tensor `name` of file holding n_expert matrices [n_out, n_in] (GGUF
+/// shape [n_in, n_out, n_expert]) as one stacked weight [n_expert * n_out, n_in],
+/// in place: expert e's rows start at e * n_out (nn::MoeWeights::expert).
+/// Error names the tensor when it is missing or of another shape or type.
+inline nn::Weight gguf_experts(const io::GgufFile& file, std::string_view name, int64_t n_expert, int64_t n_out,
+                               int64_t n_in) {
+  const io::GgufTensorInfo& t = file.tensor(name);
+  check(t.shape.size() == 3 && t.shape[0] == n_in && t.shape[1] == n_out && t.shape[2] == n_expert, "tensor '", name,
+        "' has shape ", detail::gguf_shape(t.shape), ", expected [", n_in, ", ", n_out, ", ", n_expert,
+        "] (GGUF order: row length first)");
+  nn::Weight w{static_cast<GgmlType>(t.type), t.data, n_out * n_expert, n_in};
+  nn::visit_type(w.type, [&]<class T>() {
+    check(w.n_in % quant_traits<T>::block_size == 0, "tensor '", name, "': row length ", w.n_in,
+          " is not a multiple of the ", quant_traits<T>::name, " block size");
+  });
+  return w;
+}
+
 /// The f32 vector `name` of file (norm weights, biases), in place; n < 0
 /// accepts any length.  Error names the tensor when it is missing, not f32,
 /// or of another length.
