@@ -93,10 +93,7 @@ int main(int argc, char** argv) {
                 n_values > 0 ? 8.0 * static_cast<double>(out_bytes) / static_cast<double>(n_values) : 0.0, s,
                 num_threads());
     return 0;
-  } catch (const Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // tessera::Error included
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }

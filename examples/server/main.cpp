@@ -465,10 +465,7 @@ int main(int argc, char** argv) {
     engine.stop(0.0);
     std::fprintf(stderr, "tessera-server: stopped\n");
     return 0;
-  } catch (const Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // tessera::Error included
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }

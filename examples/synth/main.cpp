@@ -100,6 +100,12 @@ constexpr const char* kArchs[] = {"llama", "qwen2", "qwen3", "phi3", "gpt2", "mi
 // qwen2moe adds a shared expert of width n_ff.
 constexpr int kExperts = 4, kExpertsUsed = 2;
 
+std::string arch_names() {
+  std::string out;
+  for (const char* n : kArchs) out += (out.empty() ? "" : ", ") + std::string(n);
+  return out;
+}
+
 struct Args {
   std::string shape, type, tokenizer, output, arch = "llama";
   uint64_t seed = 42;
@@ -170,7 +176,7 @@ Args parse(int argc, char** argv) {
   check(!a.output.empty(), "-o OUT.gguf is required");
   check(std::find_if(std::begin(kArchs), std::end(kArchs), [&](const char* n) { return a.arch == n; }) !=
             std::end(kArchs),
-        "unknown --arch '", a.arch, "' (one of: llama, qwen2, qwen3, phi3, gpt2, mixtral, qwen2moe, qwen3moe)");
+        "unknown --arch '", a.arch, "' (one of: ", arch_names(), ")");
   return a;
 }
 

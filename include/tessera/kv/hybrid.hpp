@@ -68,8 +68,6 @@ class HybridKvCache : public KvCache {
     return {a.used + b.used, a.reserved + b.reserved};
   }
   size_t max_segments() const override { return std::max(ring_->max_segments(), global_->max_segments()); }
-  /// Whether layer l keeps only its window.
-  bool is_local(int l) const { return local_[static_cast<size_t>(l)]; }
 
  protected:
   void prepare(int64_t n) override {

@@ -117,17 +117,6 @@ class LlamaModel {
     return n;
   }
 
-  /// Number of weights in every matrix and vector of the file's layers, embeddings and head.
-  size_t n_params() const {
-    size_t n = 0;
-    for (const auto& t : file_.tensors()) {
-      size_t e = 1;
-      for (int64_t d : t.shape) e *= static_cast<size_t>(d);
-      n += e;
-    }
-    return n;
-  }
-
  private:
   nn::Weight weight(const std::string& name, int64_t n_out, int64_t n_in) const {
     return gguf_weight(file_, name, n_out, n_in);

@@ -102,14 +102,6 @@ struct LlamaConfig {
   bool is_swa(int l) const { return n_swa > 0 && l >= 0 && static_cast<size_t>(l) < swa_layers.size() && swa_layers[static_cast<size_t>(l)]; }
   /// The rotary embedding of layer l (local layers may have their own base).
   const RopeParams& rope_for(int l) const { return is_swa(l) ? rope_swa : rope; }
-  /// Whether any layer is local.
-  bool has_swa() const {
-    for (int l = 0; l < n_layers; ++l)
-      if (is_swa(l)) return true;
-    return false;
-  }
-  /// The attention window of layer l in positions, 0 for a global layer.
-  int64_t window(int l) const { return is_swa(l) ? n_swa : 0; }
 
   /// Reads and validates the config. Error names an unsupported architecture or a missing/invalid key.
   static LlamaConfig from_gguf(const io::GgufMetadata& m) {
