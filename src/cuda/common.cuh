@@ -38,28 +38,28 @@ inline constexpr bool kProgrammaticLaunch = false;
 
 /// kernel<<<grid, block, smem, st>>>(args...), with programmatic stream
 /// serialization allowed when kProgrammaticLaunch (the kernel calls
-/// dev::pdl_wait before touching what earlier kernels write); a plain launch on HIP.
+/// dev::pdl_wait before touching what earlier kernels write); otherwise, and on HIP, a plain launch.
+/// A launch error is a tessera::Error either way.
 template <class... P, class... A>
 void launch_pdl(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, gpuStream_t st, A&&... args) {
-#if defined(TESSERA_HIP_BACKEND)
-  kernel<<<grid, block, smem, st>>>(static_cast<P>(args)...);
-#else
-  if constexpr (!kProgrammaticLaunch) {
-    kernel<<<grid, block, smem, st>>>(static_cast<P>(args)...);
+#if !defined(TESSERA_HIP_BACKEND)
+  if constexpr (kProgrammaticLaunch) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    check_gpu(cudaLaunchKernelEx(&cfg, kernel, static_cast<P>(args)...), "cudaLaunchKernelEx");
     return;
   }
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = st;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  check_gpu(cudaLaunchKernelEx(&cfg, kernel, static_cast<P>(args)...), "cudaLaunchKernelEx");
 #endif
+  kernel<<<grid, block, smem, st>>>(static_cast<P>(args)...);
+  check_launch("kernel launch");
 }
 
 /// Carves typed pieces out of a byte workspace, 256-byte aligned, with a clear
