@@ -18,7 +18,7 @@ struct DefaultModel {
 };
 
 inline DefaultModel load_default_model() {
-  const auto path = find_test_model("SmolLM2-135M-Instruct.Q4_1.gguf");
+  const auto path = find_test_model(kDefaultModelFile);
   if (!path) return {};
   auto model = models::LlamaModel::load(*path);
   auto tok = std::make_unique<io::Tokenizer>(io::Tokenizer::from_spec(io::tokenizer_spec_from_gguf(model->file().meta())));

@@ -10,7 +10,17 @@
 #include <string>
 #include <string_view>
 
+#include <unistd.h>
+
 namespace tessera::test {
+
+/// The default model's file name (scripts/fetch-model fetches it).
+inline constexpr const char* kDefaultModelFile = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// A path in the temporary folder unique to this process: tessera-test-<pid>-<name>.
+inline std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("tessera-test-" + std::to_string(::getpid()) + "-" + name)).string();
+}
 
 /// The path of file_name (e.g. "SmolLM2-135M-Instruct.Q4_1.gguf"), or nullopt when no search place holds it.
 inline std::optional<std::string> find_test_model(const std::string& file_name) {

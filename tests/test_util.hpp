@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "tessera/core/tensor.hpp"
@@ -22,6 +23,13 @@ inline double chi2_critical(size_t df, double z = 4.753424) {
 
 /// Extents that exercise tails for 4-, 8- and 16-wide vectors.
 inline const std::vector<int64_t> kOddSizes = {1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 97, 128, 255};
+
+/// Bytes from a hex string ("48690a" -> "Hi\n"); golden files store text as hex.
+inline std::string from_hex(const std::string& hex) {
+  std::string out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  return out;
+}
 
 inline std::mt19937_64& rng() {
   static std::mt19937_64 g(20261122);

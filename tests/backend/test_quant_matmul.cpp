@@ -133,7 +133,7 @@ std::vector<int64_t> block_counts() {
 }
 
 template <class W>
-void check_gemv() {
+void check_quant_gemv() {
   using A = ActBlock<W>;
   constexpr int bs = quant_traits<W>::block_size;
   for (int64_t n : kRows) {
@@ -189,7 +189,7 @@ void check_gemv() {
 }
 
 template <class W>
-void check_gemm() {
+void check_quant_gemm() {
   using A = ActBlock<W>;
   constexpr int bs = quant_traits<W>::block_size;
   for (int64_t m : {1, 2, 5, 17}) {
@@ -262,12 +262,12 @@ void check_exact_dot() {
 
 TEMPLATE_TEST_CASE("quant gemv: simd vs scalar, int8 vs f32 activations", "[quant_matmul]", block_q8_0, block_q4_0,
                    block_q4_1, block_q5_0, block_q5_1, block_q4_K, block_q6_K) {
-  check_gemv<TestType>();
+  check_quant_gemv<TestType>();
 }
 
 TEMPLATE_TEST_CASE("quant gemm: simd vs scalar, rows equal gemv", "[quant_matmul]", block_q8_0, block_q4_0,
                    block_q4_1, block_q5_0, block_q5_1, block_q4_K, block_q6_K) {
-  check_gemm<TestType>();
+  check_quant_gemm<TestType>();
 }
 
 TEMPLATE_TEST_CASE("quant dot: scalar int8 dot is the double sum of dequantized values up to float rounding",

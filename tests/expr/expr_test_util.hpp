@@ -12,9 +12,14 @@
 #include <vector>
 
 #include "../test_util.hpp"
+#include "tessera/backend/eval.hpp"
 #include "tessera/core/tensor.hpp"
 
 namespace tessera::test {
+
+/// The two backends every expression is evaluated on.
+inline const backend::scalar::Tag kScalar;
+inline const backend::simd::Tag kSimd;
 
 inline constexpr double kEps = 1.1920928955078125e-7;  // float ulp at 1
 

@@ -13,11 +13,11 @@
 using namespace tessera;
 using namespace tessera::expr;
 using test::kEps;
+using test::kScalar;
+using test::kSimd;
 
 namespace {
 
-const backend::scalar::Tag kScalar;
-const backend::simd::Tag kSimd;
 
 /// Worst |got - want| / (eps * scale) over a tensor, scale = |want| (or
 /// max(|want|, |x|) where the op cancels), never below FLT_MIN.

@@ -15,11 +15,11 @@
 using namespace tessera;
 using namespace tessera::expr;
 using test::kEps;
+using test::kScalar;
+using test::kSimd;
 
 namespace {
 
-const backend::scalar::Tag kScalar;
-const backend::simd::Tag kSimd;
 
 /// Float summation error bound for n terms of total magnitude abs_sum, for
 /// the SIMD order (two batch accumulators of width >= 4 each take <= n/8

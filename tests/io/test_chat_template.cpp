@@ -8,17 +8,13 @@
 #include <sstream>
 
 #include "../test_models.hpp"
+#include "../test_util.hpp"
 #include "tessera/io/chat_template.hpp"
 #include "tessera/io/gguf.hpp"
 
 using namespace tessera;
 
 namespace {
-std::string from_hex(const std::string& hex) {
-  std::string out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
-  return out;
-}
 
 // Each line: add_generation_prompt TAB role=hex,role=hex TAB rendering in hex. Returns the number of cases.
 int check_renderings(const io::ChatTemplate& tmpl, const std::string& file) {
@@ -36,10 +32,10 @@ int check_renderings(const io::ChatTemplate& tmpl, const std::string& file) {
     std::istringstream ms(msgs);
     for (std::string m; std::getline(ms, m, ',');) {
       const auto eq = m.find('=');
-      messages.push_back({m.substr(0, eq), from_hex(m.substr(eq + 1))});
+      messages.push_back({m.substr(0, eq), test::from_hex(m.substr(eq + 1))});
     }
     INFO(file << " case " << n);
-    REQUIRE(tmpl.render(messages, gen == "1") == from_hex(want));
+    REQUIRE(tmpl.render(messages, gen == "1") == test::from_hex(want));
     ++n;
   }
   return n;

@@ -25,12 +25,6 @@ using Catch::Contains;
 
 namespace {
 
-constexpr const char* kModel = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("tessera_test_gguf_" + std::to_string(::getpid()) + "_" + name))
-      .string();
-}
 
 std::vector<std::byte> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -164,7 +158,7 @@ TEST_CASE("GGUF round trip: every value type, nested arrays, tensors, v2/v3, ali
       CHECK(f.find_tensor("absent") == nullptr);
 
       // The same bytes through a file and mmap.
-      const std::string path = temp_path("roundtrip.gguf");
+      const std::string path = test::temp_path("roundtrip.gguf");
       w.write(path, version);
       CHECK(read_file(path) == bytes);
       const GgufFile mapped = GgufFile::open(path);
@@ -255,9 +249,9 @@ TEST_CASE("GgufWriter rejects what it cannot write, naming the tensor or key", "
 }
 
 TEST_CASE("GGUF: the real SmolLM2-135M Q4_1 file", "[io][gguf][model]") {
-  const auto path = test::find_test_model(kModel);
+  const auto path = test::find_test_model(test::kDefaultModelFile);
   if (!path) {
-    WARN("skipped: model not found: " << kModel << " (run scripts/fetch-model, or set TESSERA_TEST_MODEL)");
+    WARN("skipped: model not found: " << test::kDefaultModelFile << " (run scripts/fetch-model, or set TESSERA_TEST_MODEL)");
     return;
   }
   const GgufFile f = GgufFile::open(*path);

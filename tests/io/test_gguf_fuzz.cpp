@@ -39,7 +39,6 @@ using namespace tessera::io;
 
 namespace {
 
-constexpr const char* kModel = "SmolLM2-135M-Instruct.Q4_1.gguf";
 constexpr const char* kName = "fuzz.gguf";
 // Real-file variants: mutations of the metadata region plus truncations of the whole file, 4000 in all
 // (~7 s in Release on one core). ASan/UBSan runs them ~5x slower, so sanitized builds run half, 2000
@@ -191,9 +190,9 @@ TEST_CASE("GGUF fuzz: variants of a small writer-made model load cleanly or rais
 
 /// The real model's path, with the sanitizer's death report wired up; nullopt (and a WARN) when absent.
 std::optional<std::string> real_model() {
-  const auto path = test::find_test_model(kModel);
+  const auto path = test::find_test_model(test::kDefaultModelFile);
   if (!path) {
-    WARN("skipped: model not found: " << kModel << " (run scripts/fetch-model, or set TESSERA_TEST_MODEL)");
+    WARN("skipped: model not found: " << test::kDefaultModelFile << " (run scripts/fetch-model, or set TESSERA_TEST_MODEL)");
     return std::nullopt;
   }
 #ifdef TESSERA_TEST_SANITIZED

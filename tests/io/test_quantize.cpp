@@ -59,9 +59,6 @@ std::vector<float> decode(const io::GgufTensorInfo& t) {
   return out;
 }
 
-std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("tessera-test-" + std::to_string(::getpid()) + "-" + name)).string();
-}
 
 }  // namespace
 
@@ -146,7 +143,7 @@ TEST_CASE("quantize: requantize_tensor equals the codec row by row, and reports 
 TEST_CASE("quantize_gguf: a file with the scheme's types, the source's metadata, and each tensor reported once",
           "[io][quantize]") {
   const io::GgufFile src = make_source(8);
-  const std::string path = temp_path("q4km.gguf");
+  const std::string path = test::temp_path("q4km.gguf");
   std::vector<io::TensorReport> reports;
   io::quantize_gguf(src, path, io::quant_scheme("q4_k_m"), [&](const io::TensorReport& r) { reports.push_back(r); });
   const io::GgufFile out = io::GgufFile::open(path);
@@ -190,7 +187,7 @@ TEST_CASE("quantize_gguf: a file with the scheme's types, the source's metadata,
 TEST_CASE("quantize_gguf: the default model requantized to q8_0 keeps its logits", "[io][quantize]") {
   const auto m = test::load_default_model();
   TESSERA_SKIP_WITHOUT_DEFAULT_MODEL(m);
-  const std::string path = temp_path("default-q8_0.gguf");
+  const std::string path = test::temp_path("default-q8_0.gguf");
   io::quantize_gguf(m.model->file(), path, io::quant_scheme("q8_0"));
   auto q8 = models::LlamaModel::load(path);
   // Teacher-forced on the source model's greedy continuation, each step's

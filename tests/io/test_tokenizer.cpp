@@ -11,17 +11,13 @@
 #include <sstream>
 
 #include "../test_models.hpp"
+#include "../test_util.hpp"
 #include "tessera/io/tokenizer_gguf.hpp"
 
 using namespace tessera;
 using Ids = std::vector<int32_t>;
 
 namespace {
-std::string from_hex(const std::string& hex) {
-  std::string out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
-  return out;
-}
 
 struct Case {
   std::string text;
@@ -35,7 +31,7 @@ std::vector<Case> read_cases(const std::string& name) {
   for (std::string line; std::getline(in, line);) {
     if (line.empty() || line[0] == '#') continue;
     const auto tab = line.find('\t');
-    Case c{from_hex(line.substr(0, tab)), {}};
+    Case c{test::from_hex(line.substr(0, tab)), {}};
     std::istringstream ids(line.substr(tab + 1));
     for (int32_t v; ids >> v;) c.ids.push_back(v);
     cases.push_back(std::move(c));
@@ -67,7 +63,7 @@ io::TokenizerSpec synthetic_spm_spec() {
     f >> type >> score >> hex;
     s.token_types.push_back(type);
     s.scores.push_back(score);
-    s.tokens.push_back(from_hex(hex));
+    s.tokens.push_back(test::from_hex(hex));
   }
   s.bos = 1, s.eos = 2, s.unk = 0;
   s.add_bos = s.add_space_prefix = true;
