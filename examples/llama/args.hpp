@@ -28,6 +28,9 @@ struct Args {
   std::string perplexity;  // text file to score (--perplexity)
   std::string kl_base;     // --kl-divergence-base: written by --perplexity, read by --kl-divergence
   bool kl_divergence = false;
+  bool embedding = false;  // --embedding: print the prompt's (each line's) sentence vector
+  std::string pooling;     // --pooling mean | cls | last | none (empty: the model's, else mean)
+  bool normalize = true;   // --no-normalize: print vectors as pooled
   int chunks = -1;         // --chunks: most chunks scored (-1: all)
   std::string draft;       // --draft MODEL: speculative decoding with a draft model
   int lookup = 0;          // --lookup N: prompt-lookup drafts from n-grams up to N
@@ -75,6 +78,12 @@ inline const char* usage() {
          "                         log-probabilities to FILE (llama-perplexity's format)\n"
          "      --kl-divergence    compare with the --kl-divergence-base FILE (written by tessera or by\n"
          "                         llama-perplexity): KL divergence, same top token, delta p, PPL ratio\n"
+         "      --embedding        print the normalised sentence vector of the prompt, one line per prompt\n"
+         "                         line (BERT, or any model's last hidden states); stderr: cosine\n"
+         "                         similarities of the lines\n"
+         "      --pooling P        with --embedding: mean | cls | last | none (a vector per token);\n"
+         "                         default: the model's pooling_type, else mean\n"
+         "      --no-normalize     with --embedding: vectors as pooled, not scaled to unit length\n"
          "      --draft MODEL      speculative decoding with a draft model of the same vocabulary\n"
          "      --lookup N         speculative decoding with prompt-lookup drafts (n-grams up to N)\n"
          "      --self-spec L      speculative decoding drafted by the model's own first L layers\n"
@@ -143,6 +152,13 @@ inline Args parse(int argc, char** argv) {
     else if (f == "--chunks") a.chunks = integer(1);
     else if (f == "--kl-divergence-base") a.kl_base = value();
     else if (f == "--kl-divergence") a.kl_divergence = true;
+    else if (f == "--embedding") a.embedding = true;
+    else if (f == "--pooling") {
+      a.pooling = value();
+      tessera::check(a.pooling == "mean" || a.pooling == "cls" || a.pooling == "last" || a.pooling == "none",
+                     "--pooling must be mean, cls, last or none, got '", a.pooling, "'");
+    }
+    else if (f == "--no-normalize") a.normalize = false;
     else if (f == "--draft") {
       a.draft = value();
       tessera::check(!a.draft.empty(), f, " needs a path, got an empty one");
@@ -169,6 +185,11 @@ inline Args parse(int argc, char** argv) {
   tessera::check(a.draft_max <= 15, "--draft-max must be <= 15, got ", a.draft_max);
   tessera::check(a.beams == 0 || !a.speculative(), "--beams and speculative decoding are alternatives");
   tessera::check(std::isfinite(a.length_penalty), "--length-penalty must be finite");
+  tessera::check(a.embedding || (a.pooling.empty() && a.normalize), "--pooling and --no-normalize go with --embedding");
+  tessera::check(!a.embedding || (!a.chat && !a.bench && a.perplexity.empty() && !a.kl_divergence && a.beams == 0 &&
+                                  !a.speculative() && a.device == "cpu"),
+                 "--embedding runs alone on the CPU: leave out --chat, --bench, --perplexity, --kl-divergence, "
+                 "--beams, speculative decoding and --device cuda");
   tessera::sample::validate(a.sampling);  // names a bad sampling value
   if (a.device == "cuda") {
     tessera::check(a.perplexity.empty() && !a.kl_divergence && a.beams == 0 && !a.speculative(),

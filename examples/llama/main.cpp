@@ -1,6 +1,7 @@
 // tessera-llama: runs a llama-family GGUF model. Generates from a prompt
 // (streaming), chats with the model's template (--chat), measures prefill and
-// decode speed (--bench), or scores a text (--perplexity, --kl-divergence).
+// decode speed (--bench), scores a text (--perplexity, --kl-divergence), or
+// prints sentence vectors (--embedding; BERT and other encoders).
 // Bad input prints one line and exits non-zero.
 #include <sys/resource.h>
 
@@ -17,6 +18,7 @@
 #include <string>
 
 #include "args.hpp"
+#include "embed.hpp"
 #include "score.hpp"
 #include "tessera/core/parallel.hpp"
 #include "tessera/io/chat_template.hpp"
@@ -330,6 +332,7 @@ int main(int argc, char** argv) {
 #endif
     if (a.bench) return run_bench(a, model, path);
     const io::Tokenizer tok = io::Tokenizer::from_spec(io::tokenizer_spec_from_gguf(model->file().meta()));
+    if (a.embedding) return llama_cli::run_embedding(a, model, tok);
     if (a.beams > 0) return run_beams(a, model, tok);
     if (!a.perplexity.empty() || a.kl_divergence) {
       // Chunks of -c tokens (llama-perplexity's default 512); KL takes the base file's chunk size.

@@ -1,14 +1,14 @@
 # The fixture synth/families, run as `cmake -P`: -DSYNTH=<tessera-synth> -DTOKENIZER=<gguf> -DDIR=<folder>.
-# Writes DIR/<arch>.gguf for qwen2, qwen3, phi3, mixtral, qwen2moe, qwen3moe (shape tiny) and gpt2 (tiny-mha: GPT-2 has as many KV heads
-# as query heads), seeded f32 weights: the files tests/data/golden/synthetic-<arch> were made from.
+# Writes DIR/<arch>.gguf for qwen2, qwen3, phi3, mixtral, qwen2moe, qwen3moe (shape tiny), gpt2 and bert (tiny-mha: they have as many
+# KV heads as query heads), seeded f32 weights: the files tests/data/golden/synthetic-<arch> were made from.
 if(NOT EXISTS "${TOKENIZER}")
   message("SKIPPED: ${TOKENIZER} is missing (run scripts/fetch-model)")
   return()
 endif()
 file(MAKE_DIRECTORY "${DIR}")
-foreach(arch qwen2 qwen3 phi3 gpt2 mixtral qwen2moe qwen3moe)
+foreach(arch qwen2 qwen3 phi3 gpt2 mixtral qwen2moe qwen3moe bert)
   set(shape tiny)
-  if(arch STREQUAL "gpt2")
+  if(arch STREQUAL "gpt2" OR arch STREQUAL "bert")
     set(shape tiny-mha)
   endif()
   execute_process(COMMAND "${SYNTH}" --arch ${arch} --shape ${shape} --type f32 --seed 42 --tokenizer "${TOKENIZER}"

@@ -1,8 +1,9 @@
 // tessera-synth: writes a decoder GGUF (llama, or with --arch another family's
-// layout: qwen2, qwen3, phi3, gpt2) of a named shape with seeded random weights
-// and the tokenizer of a real GGUF, for benchmarks and GPU kernels at sizes no
-// small real model has (7B, 8B, 1B widths), and for checking families that have
-// no small real model against llama.cpp.
+// layout: qwen2, qwen3, phi3, gpt2, the MoE ones) or a BERT encoder of a named
+// shape with seeded random weights and the tokenizer of a real GGUF (for bert,
+// a WordPiece vocabulary made from it), for benchmarks and GPU kernels at sizes
+// no small real model has (7B, 8B, 1B widths), and for checking families that
+// have no small real model against llama.cpp.
 //
 // The weights (N(0, s^2): approximately normal, see SplitMix::gaussian; n_in is the row length, L the
 // layer count):
@@ -15,7 +16,8 @@
 //                                                      however deep (GPT-2's residual scaling)
 //   *_norm                1 + 0.1 u, u ~ U(-1, 1), f32
 //   biases, *_norm.bias   0.1 u, f32
-//   position_embd (gpt2)  N(0, 1 / 4): added to token_embd, the stream starts near RMS 1.1
+//   position_embd (gpt2, bert), token_types (bert)
+//                         N(0, 1 / 4): added to token_embd, the stream starts near RMS 1.1
 // Greedy generation from such a model gives varied tokens, with no NaN or infinity, at any depth.
 // Every row has its own random stream, seeded from (--seed, tensor name, row): one build writes the same
 // file whatever the thread count.  Matrices are quantized by the library's reference codecs
@@ -95,7 +97,9 @@ using io::use_more_bits;
 
 // The families synth writes (their GGUF architecture names).
 // mixtral: GGUF architecture llama with routed experts.
-constexpr const char* kArchs[] = {"llama", "qwen2", "qwen3", "phi3", "gpt2", "mixtral", "qwen2moe", "qwen3moe"};
+constexpr const char* kArchs[] = {"llama", "qwen2", "qwen3", "phi3", "gpt2", "mixtral", "qwen2moe", "qwen3moe", "bert"};
+// bert: 512 learned positions, two token types, mean pooling, bidirectional.
+constexpr uint32_t kBertPositions = 512;
 // Mixture-of-experts archs: 4 experts, 2 per token, expert hidden width n_ff (mixtral) or n_ff / 2 (qwen);
 // qwen2moe adds a shared expert of width n_ff.
 constexpr int kExperts = 4, kExpertsUsed = 2;
@@ -120,6 +124,7 @@ const char* usage() {
          "      --arch NAME       llama (default) | qwen2 (Q/K/V biases) | qwen3 (QK-norm) | phi3 (fused QKV\n"
          "                        and gate/up) | gpt2 (learned positions, LayerNorm, GELU, biases; heads = KV heads)\n"
          "                        | mixtral | qwen2moe | qwen3moe (4 experts, 2 per token; qwen2moe + a shared one)\n"
+         "                        | bert (encoder: WordPiece vocabulary made from --tokenizer's; heads = KV heads)\n"
          "  --type TYPE           f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | q4_K | q6_K | q4_k_m\n"
          "                        (every matrix, token_embd included; norms stay f32; q4_k_m is llama.cpp's\n"
          "                        Q4_K_M mix)\n"
@@ -210,6 +215,38 @@ struct TensorPlan {
   }
 };
 
+// BERT: embeddings (tokens, positions, two types) and their LayerNorm, then post-LN blocks with biases
+// everywhere; no output head.
+std::vector<TensorPlan> plan_bert(const Shape& s, int n_layers, int n_vocab, const WeightType& wt) {
+  const GgmlType m = wt.type, f32 = GgmlType::f32;
+  const auto in_scale = [](int64_t n_in) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(n_in))); };
+  auto vec = [&](std::string name, int64_t n, bool bias) { return TensorPlan{std::move(name), f32, n, 0, 0.f, bias ? 0.f : 1.f}; };
+  std::vector<TensorPlan> p = {{"token_embd.weight", m, s.n_embd, n_vocab, 1.f},
+                               {"token_types.weight", f32, s.n_embd, 2, 0.5f},
+                               {"position_embd.weight", f32, s.n_embd, kBertPositions, 0.5f},
+                               vec("token_embd_norm.weight", s.n_embd, false),
+                               vec("token_embd_norm.bias", s.n_embd, true)};
+  for (int l = 0; l < n_layers; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    for (const char* t : {"attn_q", "attn_k", "attn_v"}) {
+      p.push_back({b + t + ".weight", m, s.n_embd, s.n_embd, in_scale(s.n_embd)});
+      p.push_back(vec(b + t + ".bias", s.n_embd, true));
+    }
+    // Post-LN renormalises after every add, so the branches need no depth scaling.
+    p.push_back({b + "attn_output.weight", m, s.n_embd, s.n_embd, in_scale(s.n_embd)});
+    p.push_back(vec(b + "attn_output.bias", s.n_embd, true));
+    p.push_back(vec(b + "attn_output_norm.weight", s.n_embd, false));
+    p.push_back(vec(b + "attn_output_norm.bias", s.n_embd, true));
+    p.push_back({b + "ffn_up.weight", m, s.n_embd, s.n_ff, in_scale(s.n_embd)});
+    p.push_back(vec(b + "ffn_up.bias", s.n_ff, true));
+    p.push_back({b + "ffn_down.weight", m, s.n_ff, s.n_embd, in_scale(s.n_ff)});
+    p.push_back(vec(b + "ffn_down.bias", s.n_embd, true));
+    p.push_back(vec(b + "layer_output_norm.weight", s.n_embd, false));
+    p.push_back(vec(b + "layer_output_norm.bias", s.n_embd, true));
+  }
+  return p;
+}
+
 // In llama.cpp's order: token_embd, the blocks, output_norm, output; each family's tensors.
 std::vector<TensorPlan> plan_tensors(const Shape& s, int n_layers, int n_vocab, const WeightType& wt,
                                      std::string_view arch) {
@@ -218,6 +255,7 @@ std::vector<TensorPlan> plan_tensors(const Shape& s, int n_layers, int n_vocab, 
   const auto out_scale = [&](int64_t n_in) {
     return static_cast<float>(1.0 / std::sqrt(static_cast<double>(n_in) * 2.0 * n_layers));
   };
+  if (arch == "bert") return plan_bert(s, n_layers, n_vocab, wt);
   const bool gpt2 = arch == "gpt2", phi3 = arch == "phi3";
   const bool moe = arch == "mixtral" || arch == "qwen2moe" || arch == "qwen3moe";
   const int64_t ff_exp = arch == "mixtral" ? s.n_ff : s.n_ff / 2;  // llama's experts are feed_forward_length wide
@@ -379,6 +417,55 @@ TokenizerSource read_tokenizer(const std::string& path) {
   return src;
 }
 
+// A WordPiece vocabulary from a byte-level BPE one, for --arch bert: [PAD] [UNK] [CLS] [SEP] [MASK], every
+// printable ASCII character as a word start ("▁a") and as a continuation ("a"), then the source's tokens
+// that are lowercase ASCII letters and digits: "Ġword" as "▁word", a bare piece as a continuation.  Every
+// ASCII word can be spelled; longer pieces make the greedy longest match do real work.
+TokenizerSource wordpiece_from(const TokenizerSource& src) {
+  const std::string start = "\xE2\x96\x81";
+  std::vector<std::string> tokens = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+  std::vector<int32_t> types(tokens.size(), 3);  // control
+  auto add = [&](std::string t) {
+    tokens.push_back(std::move(t));
+    types.push_back(1);
+  };
+  for (int c = 33; c < 127; ++c)
+    if (!std::isupper(c)) add(start + static_cast<char>(c)), add(std::string(1, static_cast<char>(c)));
+  const auto* list = [&]() -> const io::GgufArray* {
+    for (const auto& [key, value] : src.keys)
+      if (key == "tokenizer.ggml.tokens") return value.get_if<io::GgufArray>();
+    return nullptr;
+  }();
+  check(list != nullptr, "--arch bert: the tokenizer source has no token list");
+  const auto& texts = *list->get_if<std::string>();
+  std::vector<std::string> pieces;
+  for (const std::string& t : texts) {
+    const bool word = t.starts_with("\xC4\xA0");  // 'Ġ', byte-level BPE's space
+    const std::string body = word ? t.substr(2) : t;
+    if (body.size() < 2 || !std::all_of(body.begin(), body.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        }))
+      continue;
+    pieces.push_back(word ? start + body : body);
+  }
+  std::sort(pieces.begin(), pieces.end());
+  pieces.erase(std::unique(pieces.begin(), pieces.end()), pieces.end());
+  for (std::string& t : pieces) add(std::move(t));
+  TokenizerSource out;
+  out.n_vocab = static_cast<int>(tokens.size());
+  out.keys = {{"tokenizer.ggml.model", io::GgufValue(std::string("bert"))},
+              {"tokenizer.ggml.tokens", io::GgufValue(io::GgufArray(std::move(tokens)))},
+              {"tokenizer.ggml.token_type", io::GgufValue(io::GgufArray(std::move(types)))},
+              {"tokenizer.ggml.padding_token_id", io::GgufValue(uint32_t{0})},
+              {"tokenizer.ggml.unknown_token_id", io::GgufValue(uint32_t{1})},
+              {"tokenizer.ggml.bos_token_id", io::GgufValue(uint32_t{2})},
+              {"tokenizer.ggml.cls_token_id", io::GgufValue(uint32_t{2})},
+              {"tokenizer.ggml.seperator_token_id", io::GgufValue(uint32_t{3})},
+              {"tokenizer.ggml.mask_token_id", io::GgufValue(uint32_t{4})},
+              {"tokenizer.ggml.token_type_count", io::GgufValue(uint32_t{2})}};  // rows of token_types
+  return out;
+}
+
 double gib(double bytes) { return bytes / (1024.0 * 1024.0 * 1024.0); }
 
 int run(const Args& a) {
@@ -388,13 +475,14 @@ int run(const Args& a) {
   const WeightType& wt = find_type(a.type);
   const int n_layers = a.layers > 0 ? a.layers : shape.n_layers;
   check(shape.n_embd % shape.n_heads == 0 && shape.n_heads % shape.n_kv_heads == 0, "bad shape table entry");
-  check(a.arch != "gpt2" || shape.n_heads == shape.n_kv_heads, "--arch gpt2 has no grouped-query attention: shape ",
-        shape.name, " has ", shape.n_heads, " heads over ", shape.n_kv_heads, " KV heads (tiny-mha or llama2-7b have "
-        "equal counts)");
+  check((a.arch != "gpt2" && a.arch != "bert") || shape.n_heads == shape.n_kv_heads, "--arch ", a.arch,
+        " has no grouped-query attention: shape ", shape.name, " has ", shape.n_heads, " heads over ", shape.n_kv_heads,
+        " KV heads (tiny-mha or llama2-7b have equal counts)");
   // The vocabulary size only adds rows: the row lengths can be checked before the tokenizer is read.
   check_block_sizes(plan_tensors(shape, n_layers, 1, wt, a.arch), shape, wt);
 
-  const TokenizerSource tok = read_tokenizer(a.tokenizer.empty() ? default_tokenizer() : a.tokenizer);
+  TokenizerSource tok = read_tokenizer(a.tokenizer.empty() ? default_tokenizer() : a.tokenizer);
+  if (a.arch == "bert") tok = wordpiece_from(tok);
   const std::vector<TensorPlan> plan = plan_tensors(shape, n_layers, tok.n_vocab, wt, a.arch);
   int64_t n_params = 0;
   size_t n_bytes = 0;
@@ -416,14 +504,18 @@ int run(const Args& a) {
   w.set("general.file_type", wt.file_type);
   if (wt.type != GgmlType::f32 && wt.type != GgmlType::f16 && wt.type != GgmlType::bf16)
     w.set("general.quantization_version", uint32_t{2});
-  w.set(arch + ".context_length", kContextLength);
+  w.set(arch + ".context_length", arch == "bert" ? kBertPositions : kContextLength);
   w.set(arch + ".embedding_length", static_cast<uint32_t>(shape.n_embd));
   w.set(arch + ".block_count", static_cast<uint32_t>(n_layers));
   w.set(arch + ".feed_forward_length", static_cast<uint32_t>(shape.n_ff));
   w.set(arch + ".attention.head_count", static_cast<uint32_t>(shape.n_heads));
   w.set(arch + ".attention.head_count_kv", static_cast<uint32_t>(shape.n_kv_heads));
-  if (arch == "gpt2") {
+  if (arch == "gpt2" || arch == "bert") {
     w.set(arch + ".attention.layer_norm_epsilon", kRmsEps);
+    if (arch == "bert") {
+      w.set(arch + ".attention.causal", false);
+      w.set(arch + ".pooling_type", uint32_t{1});  // mean
+    }
   } else {
     w.set(arch + ".attention.layer_norm_rms_epsilon", kRmsEps);
     w.set(arch + ".rope.freq_base", shape.rope_base);

@@ -144,6 +144,31 @@ TEST_CASE("SentencePiece merging on a hand-made vocabulary", "[tokenizer]") {
   CHECK_FALSE(tok.is_eog(1));
 }
 
+TEST_CASE("WordPiece on a hand-made vocabulary", "[tokenizer]") {
+  const std::string W = "\xE2\x96\x81";  // ▁, a word-initial piece
+  io::TokenizerSpec s;
+  s.model = "bert";
+  s.tokens = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", W + "un", W + "unaff", "aff", "able", W + "cafe", ",",
+              W + ",", W + "a", "b", "c", W + "\xE4\xB8\xAD", W + "!", W + "+", W + "the"};
+  s.token_types = {3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+  s.bos = 2, s.sep = 3, s.unk = 1, s.pad = 0;
+  s.add_bos = true;
+  const auto tok = io::Tokenizer::from_spec(s);
+  // Longest match from the left: ▁unaff beats ▁un, then able. [CLS] first and [SEP] last.
+  CHECK(tok.encode("unaffable", true, false) == Ids{2, 5, 7, 3});
+  // Lowercased and accents dropped (é -> e), punctuation its own word: ▁cafe ▁, ▁a b c.
+  CHECK(tok.encode("CAF\xC3\x89, Abc", false, false) == Ids{8, 10, 11, 12, 13});
+  // A word with an unspellable rest is one [UNK] (not ▁a + [UNK]); white space runs and control characters vanish.
+  CHECK(tok.encode("  ax \t\x07 the", false, false) == Ids{1, 17});
+  // CJK ideographs and ASCII symbols are words of their own, mid-word too: ▁a ▁中 ▁+ ▁a ▁!
+  CHECK(tok.encode("a\xE4\xB8\xAD+a!", false, false) == Ids{11, 14, 16, 11, 15});
+  // Special-token text splits out when parsed.
+  CHECK(tok.encode("a[SEP]the", false, true) == Ids{11, 3, 17});
+  // Decoding is lossy (case, accents) but spaces come back at word starts only.
+  CHECK(tok.decode(Ids{2, 5, 7, 11, 12, 3}) == "[CLS]unaffable ab[SEP]");
+  CHECK(io::WpmModel::words("Hi,there\xE4\xB8\xAD!") == std::vector<std::string>{"hi", ",", "there", "\xE4\xB8\xAD", "!"});
+}
+
 TEST_CASE("byte-level BPE merging on a hand-made vocabulary", "[tokenizer]") {
   io::TokenizerSpec s;
   s.model = "gpt2";

@@ -1,5 +1,5 @@
-// The families without a small real model (Qwen2, Qwen3, Phi-3, GPT-2, and
-// mixture-of-experts: Mixtral's layout, Qwen2-MoE, Qwen3-MoE) against
+// The families without a small real model (Qwen2, Qwen3, Phi-3, GPT-2,
+// mixture-of-experts: Mixtral's layout, Qwen2-MoE, Qwen3-MoE, and BERT) against
 // llama.cpp on synthetic models: tessera-synth writes each family's tensors
 // with seeded random f32 weights (the CTest fixture synth/families, into
 // TESSERA_SYNTH_DIR), and tests/data/golden/synthetic-<arch> holds what
@@ -12,10 +12,15 @@
 #include <cmath>
 #include <memory>
 #include <filesystem>
+#include <fstream>
 #include <optional>
+#include <sstream>
 
 #include "../test_models.hpp"
+#include "../test_util.hpp"
 #include "golden.hpp"
+#include "tessera/io/tokenizer_gguf.hpp"
+#include "tessera/models/encoder.hpp"
 #include "tessera/models/llama_context.hpp"
 
 using namespace tessera;
@@ -116,4 +121,104 @@ TEST_CASE("Gemma 3: the hybrid cache (local layers keep their window) gives the 
   // average, the hybrid by 0.24.  Reading another layer's or position's rows
   // gives unrelated logits, several units apart on average.
   REQUIRE(mean < 1.0);
+}
+
+namespace {
+struct EmbeddingCase {
+  std::string pooling, text;
+  std::vector<int32_t> ids;
+  std::vector<float> values;
+};
+// tests/data/golden/synthetic-bert.txt (scripts/make-embedding-golden): pooling, hex text, ids, values.
+std::vector<EmbeddingCase> embedding_cases() {
+  std::ifstream in(fs::path(TESSERA_TEST_DATA_DIR) / "golden" / "synthetic-bert.txt");
+  REQUIRE(in.good());
+  std::vector<EmbeddingCase> out;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream fields(line);
+    std::string pooling, hex, ids, values;
+    std::getline(fields, pooling, '\t');
+    std::getline(fields, hex, '\t');
+    std::getline(fields, ids, '\t');
+    std::getline(fields, values, '\t');
+    EmbeddingCase c{pooling, test::from_hex(hex), {}, {}};
+    std::istringstream is(ids), vs(values);
+    for (std::string id; std::getline(is, id, ',');) c.ids.push_back(std::stoi(id));
+    for (float v; vs >> v;) c.values.push_back(v);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("BERT: WordPiece ids and sentence vectors of llama.cpp on a synthetic encoder", "[model][families][bert]") {
+  const auto path = synthetic_model("bert");
+  if (!path) {
+    WARN("skipped: " << TESSERA_SYNTH_DIR << "/bert.gguf not found (the CTest fixture synth/families writes it)");
+    return;
+  }
+  const auto model = models::LlamaModel::load(*path);
+  const models::LlamaConfig& c = model->config();
+  REQUIRE(c.family == models::Family::bert);
+  REQUIRE((!c.causal && c.norm_after && c.learned_pos && c.pooling == models::Pooling::mean));
+  const auto tok = io::Tokenizer::from_spec(io::tokenizer_spec_from_gguf(model->file().meta()));
+  models::Encoder enc(model, 512);
+  const auto cases = embedding_cases();
+  REQUIRE(cases.size() >= 15);
+  int vectors = 0;
+  double worst = 0;
+  std::vector<std::vector<int32_t>> batch;
+  std::vector<std::vector<float>> alone;
+  for (const EmbeddingCase& g : cases) {
+    INFO(g.pooling << " '" << g.text << "'");
+    const auto ids = tok.encode(g.text, true, true);
+    CHECK(ids == g.ids);  // WordPiece: normalisation, punctuation, longest match, [UNK], special tokens
+    if (g.values.empty()) continue;
+    const models::Pooling p = g.pooling == "cls" ? models::Pooling::cls
+                              : g.pooling == "none" ? models::Pooling::none
+                                                    : models::Pooling::mean;
+    const auto v = enc.embed(ids, {.pooling = p});
+    REQUIRE(v.size() == g.values.size());
+    // Unit vectors of 128 values near 0.1. Both sides compute in f32; what differs is
+    // summation order and llama.cpp's GELU, an f16 lookup table: measured 1.6e-4 at most.
+    // 5e-4 bounds that threefold; a wrong norm, bias, mask or position moves values by 1e-2 and more.
+    const double d = test::max_abs_diff(v, g.values);
+    worst = std::max(worst, d);
+    CHECK(d < 5e-4);
+    ++vectors;
+    if (p == models::Pooling::mean) batch.push_back(ids), alone.push_back(v);
+  }
+  WARN("BERT sentence vectors against llama.cpp: " << vectors << " vectors, max |difference| " << worst);
+  REQUIRE(vectors >= 12);
+  // One padded batch of every sequence: each row as its sequence alone (the padding hidden by the mask).
+  const Tensor<float, 2> all = enc.embed(batch);
+  REQUIRE(all.dim(0) == static_cast<int64_t>(batch.size()));
+  for (size_t b = 0; b < batch.size(); ++b) {
+    const auto row = all.view().row(static_cast<int64_t>(b));
+    CHECK(test::max_abs_diff(row, alone[b]) < 1e-5);
+  }
+}
+
+TEST_CASE("BERT: an encoder cannot generate, and the encoder's limits are errors", "[model][families][bert]") {
+  const auto path = synthetic_model("bert");
+  if (!path) return;
+  const auto model = models::LlamaModel::load(*path);
+  CHECK_THROWS_WITH(models::LlamaContext(model, 64, 16), Catch::Contains("encoder"));
+  models::Encoder enc(model, 16);
+  const std::vector<std::vector<int32_t>> two = {std::vector<int32_t>(9, 5), std::vector<int32_t>(3, 5)};
+  CHECK_THROWS_WITH(enc.embed(two), Catch::Contains("more than the 16"));  // 2 x 9 padded rows
+  CHECK_THROWS_WITH(enc.embed(std::vector<std::vector<int32_t>>{{}}), Catch::Contains("empty sequence"));
+  CHECK_THROWS_WITH(enc.embed(std::vector<int32_t>{5, 1 << 20}), Catch::Contains("outside the vocabulary"));
+  // Un-normalised mean pooling is the mean of the per-token vectors.
+  const std::vector<int32_t> ids = {2, 40, 41, 42, 3};
+  const auto mean = enc.embed(ids, {.pooling = models::Pooling::mean, .normalize = false});
+  const auto tokens = enc.embed(ids, {.pooling = models::Pooling::none, .normalize = false});
+  const size_t D = mean.size();
+  REQUIRE(tokens.size() == 5 * D);
+  for (size_t d = 0; d < D; ++d) {
+    double s = 0;
+    for (size_t t = 0; t < 5; ++t) s += tokens[t * D + d];
+    CHECK(std::fabs(s / 5 - mean[d]) < 1e-5);
+  }
 }

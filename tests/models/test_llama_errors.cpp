@@ -71,11 +71,11 @@ TEST_CASE("llama load: the tiny model loads when nothing is unsupported", "[mode
 }
 
 TEST_CASE("llama load: an unsupported architecture is an Error naming it", "[model][errors]") {
-  const TempFile f("bert.gguf");
-  tiny_llama("bert", GgmlType::f32).write(f.path);
+  const TempFile f("mamba.gguf");
+  tiny_llama("mamba", GgmlType::f32).write(f.path);
   REQUIRE_THROWS_AS(models::LlamaModel::load(f.path), Error);
   REQUIRE_THROWS_WITH(models::LlamaModel::load(f.path),
-                      Contains("unsupported architecture 'bert'") && Contains("llama, mistral, gemma3, qwen2"));
+                      Contains("unsupported architecture 'mamba'") && Contains("llama, mistral, gemma3, qwen2"));
   // A supported family whose tensors are missing names the first one it needs.
   const TempFile g("gpt2.gguf");
   tiny_llama("gpt2", GgmlType::f32).write(g.path);

@@ -1,7 +1,8 @@
 /// \file
-/// Text <-> token ids for GGUF vocabularies: GPT-2 byte-level BPE (`gpt2`) and
-/// SentencePiece-style BPE (`llama`), with special tokens split out of the text
-/// first, and the streaming decoder that emits only complete UTF-8.
+/// Text <-> token ids for GGUF vocabularies: GPT-2 byte-level BPE (`gpt2`),
+/// SentencePiece-style BPE (`llama`) and WordPiece (`bert`), with special tokens
+/// split out of the text first, and the streaming decoder that emits only
+/// complete UTF-8.
 #pragma once
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include "tessera/io/pretokenize.hpp"
 #include "tessera/io/spm.hpp"
 #include "tessera/io/unicode.hpp"
+#include "tessera/io/wpm.hpp"
 
 namespace tessera::io {
 
@@ -30,15 +32,16 @@ enum class TokenType : int32_t {
 /// Everything a tokenizer is built from, as plain data.
 /// The `tokenizer.ggml.*` metadata (io/tokenizer_gguf.hpp reads it from a GGUF file). Ids are -1 when absent.
 struct TokenizerSpec {
-  std::string model = "gpt2";  ///< "gpt2": byte-level BPE; "llama": SentencePiece-style BPE
+  std::string model = "gpt2";  ///< "gpt2": byte-level BPE; "llama": SentencePiece-style BPE; "bert": WordPiece
   std::string pre = "gpt2";  ///< pre-tokenizer of a gpt2 model (tokenizer.ggml.pre); unused by llama
   std::vector<std::string> tokens;  ///< Text of each token id, in the vocabulary's spelling
   std::vector<float> scores;  ///< llama: merge priority of each token (higher first); empty = all 0
   std::vector<int32_t> token_types;  ///< TokenType values; empty = all normal
   std::vector<std::string> merges;    ///< gpt2: "left right", in rank order
-  /// Special token ids: begin and end of sequence, end of turn, unknown, padding (-1 when absent).
+  /// Special token ids: begin and end of sequence, end of turn, unknown, padding, separator (-1 when absent).
+  /// A bert vocabulary's bos is its [CLS], its sep the [SEP] that ends every encoded text.
   ///@{
-  int32_t bos = -1, eos = -1, eot = -1, unk = -1, pad = -1;
+  int32_t bos = -1, eos = -1, eot = -1, unk = -1, pad = -1, sep = -1;
   ///@}
   /// Whether encode with add_special puts BOS first and EOS last.
   ///@{
@@ -48,7 +51,7 @@ struct TokenizerSpec {
   std::string chat_template;  ///< tokenizer.chat_template, for io/chat_template.hpp
 };
 
-/// Text to token ids and back for one vocabulary (byte-level or SentencePiece-style BPE). Immutable once built
+/// Text to token ids and back for one vocabulary (byte-level or SentencePiece-style BPE, WordPiece). Immutable once built
 /// (encoding scratch is thread-local), so threads may share one.
 class Tokenizer {
  public:
@@ -57,15 +60,16 @@ class Tokenizer {
   static Tokenizer from_spec(TokenizerSpec spec) {
     Tokenizer t;
     const size_t n = spec.tokens.size();
-    check(spec.model == "gpt2" || spec.model == "llama", "unsupported tokenizer model '", spec.model,
-          "' (tokenizer.ggml.model; supported: gpt2, llama)");
+    check(spec.model == "gpt2" || spec.model == "llama" || spec.model == "bert", "unsupported tokenizer model '",
+          spec.model, "' (tokenizer.ggml.model; supported: gpt2, llama, bert)");
     check(n > 0 && n < INT32_MAX, "tokenizer vocabulary has ", n, " tokens");
     check(spec.token_types.empty() || spec.token_types.size() == n, "tokenizer: ", spec.token_types.size(),
           " token types for ", n, " tokens");
     check(spec.scores.empty() || spec.scores.size() == n, "tokenizer: ", spec.scores.size(), " scores for ", n,
           " tokens");
     for (const auto& [name, id] :
-         {std::pair{"bos", spec.bos}, {"eos", spec.eos}, {"eot", spec.eot}, {"unk", spec.unk}, {"pad", spec.pad}})
+         {std::pair{"bos", spec.bos}, {"eos", spec.eos}, {"eot", spec.eot}, {"unk", spec.unk}, {"pad", spec.pad},
+          {"sep", spec.sep}})
       check(id >= -1 && id < static_cast<int32_t>(n), "tokenizer ", name, " token id ", id,
             " outside the vocabulary of ", n);
     t.types_.resize(n, TokenType::normal);
@@ -81,6 +85,8 @@ class Tokenizer {
       const PreTokenizerConfig pre = pre_tokenizer_from_name(spec.pre);
       t.pre_ = pre.kind;
       t.bpe_.emplace(t.index_, spec.merges, pre.ignore_merges);
+    } else if (spec.model == "bert") {
+      t.wpm_.emplace(t.index_, spec.unk);
     } else {
       t.spm_.emplace(t.index_, spec.scores, spec.unk);
     }
@@ -97,7 +103,7 @@ class Tokenizer {
   TokenType type(int32_t id) const { return types_.at(checked(id)); }
   const TokenizerSpec& spec() const { return spec_; }  ///< The spec the tokenizer was built from.
 
-  /// Token ids of text. add_special: BOS/EOS as the spec asks. parse_special: text such as "<|im_start|>"
+  /// Token ids of text. add_special: BOS/EOS as the spec asks (WordPiece: [CLS] first and [SEP] last). parse_special: text such as "<|im_start|>"
   /// becomes its control token; otherwise only user-defined tokens are split out and control-token text is
   /// encoded as plain text. Special tokens match leftmost first, the longest at a position.
   /// O(n log n) in the text's length.
@@ -118,11 +124,12 @@ class Tokenizer {
     }
     if (start < text.size()) encode_text(text.substr(start), ids);
     if (add_special && spec_.add_eos && spec_.eos >= 0) ids.push_back(spec_.eos);
+    if (add_special && wpm_ && spec_.sep >= 0) ids.push_back(spec_.sep);
     return ids;
   }
 
   /// The bytes one token stands for: special tokens as their text, byte tokens as their byte, SentencePiece
-  /// '▁' as a space. Error for an id outside the vocabulary.
+  /// (and WordPiece's word-start) '▁' as a space. Error for an id outside the vocabulary.
   std::string token_to_piece(int32_t id) const {
     const std::string& text = spec_.tokens[checked(id)];
     if (is_special(id)) return text;
@@ -133,7 +140,8 @@ class Tokenizer {
   }
 
   /// Text of ids: the inverse of encode. For SentencePiece vocabularies with a space prefix, the one space
-  /// encode put at the start and after each special token is dropped again.
+  /// encode put at the start and after each special token is dropped again; likewise WordPiece's word-start
+  /// space after a special token or at the start (WordPiece is lossy: its text comes back lowercased).
   std::string decode(std::span<const int32_t> ids) const {
     std::string out;
     bool after_special = true;
@@ -141,7 +149,7 @@ class Tokenizer {
       const std::string piece = token_to_piece(id);
       const bool special = is_special(id);
       const bool strip =
-          !special && after_special && spm_ && spec_.add_space_prefix && !piece.empty() && piece[0] == ' ';
+          !special && after_special && ((spm_ && spec_.add_space_prefix) || wpm_) && !piece.empty() && piece[0] == ' ';
       out.append(piece, strip ? 1 : 0);
       after_special = special || (after_special && piece.empty());
     }
@@ -194,6 +202,10 @@ class Tokenizer {
       for (std::string_view word : pre_tokenize(text, pre_)) bpe_->encode_word(word, index_, ids);
       return;
     }
+    if (wpm_) {
+      wpm_->encode(text, index_, ids);
+      return;
+    }
     spm_->encode(SpmModel::escape_spaces(spec_.add_space_prefix ? " " + std::string(text) : std::string(text)),
                  index_, ids);
   }
@@ -206,6 +218,7 @@ class Tokenizer {
   PreTokenizer pre_ = PreTokenizer::gpt2;
   std::optional<BpeModel> bpe_;
   std::optional<SpmModel> spm_;
+  std::optional<WpmModel> wpm_;
 };
 
 /// Turns a stream of tokens into text, holding back the bytes of an incomplete UTF-8 character

@@ -1,10 +1,12 @@
 /// \file
 /// UTF-8 decoding and the character classes the pre-tokenizers need
-/// (`\p{L}` letters, `\p{N}` numbers, `\s` white space), from generated range tables.
+/// (`\p{L}` letters, `\p{N}` numbers, `\s` white space, punctuation, control),
+/// lowercasing and accent stripping (WordPiece), from generated tables.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <iterator>
 #include <span>
 #include <string>
 #include <string_view>
@@ -35,6 +37,26 @@ inline bool is_number(uint32_t cp) {
 inline bool is_space(uint32_t cp) {
   if (cp < 128) return cp == ' ' || (cp >= '\t' && cp <= '\r');
   return detail::in_ranges(detail::kSpaces, cp);
+}
+
+/// Whether cp is punctuation (Unicode category P).
+inline bool is_punctuation(uint32_t cp) { return detail::in_ranges(detail::kPunctuation, cp); }
+/// Whether cp is a control, format, private-use or surrogate code point (category C except unassigned).
+inline bool is_control(uint32_t cp) { return detail::in_ranges(detail::kControl, cp); }
+/// cp's simple lowercase (one code point; cp itself when it has none). O(log table).
+inline uint32_t to_lower(uint32_t cp) {
+  if (cp < 128) return cp - 'A' < 26 ? cp + 32 : cp;
+  const auto it = std::lower_bound(std::begin(detail::kLowercase), std::end(detail::kLowercase), cp,
+                                   [](const detail::CodeMap& m, uint32_t c) { return m.from < c; });
+  return it != std::end(detail::kLowercase) && it->from == cp ? it->to : cp;
+}
+/// The first code point of cp's canonical decomposition (NFD): a letter without its accents ('é' -> 'e'),
+/// cp itself when it does not decompose. O(log table).
+inline uint32_t nfd_first(uint32_t cp) {
+  if (cp < 0xC0) return cp;
+  const auto it = std::upper_bound(std::begin(detail::kNfdFirst), std::end(detail::kNfdFirst), cp,
+                                   [](uint32_t c, const detail::CodeRangeMap& r) { return c < r.lo; });
+  return it != std::begin(detail::kNfdFirst) && cp <= std::prev(it)->hi ? std::prev(it)->to : cp;
 }
 
 /// Length of the UTF-8 sequence starting with byte b (1 for invalid lead bytes: they pass through as one unit).

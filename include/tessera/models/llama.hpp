@@ -1,6 +1,7 @@
 /// \file
-/// The decoder model of every supported family (llama, Gemma 3, Qwen2/3,
-/// Phi-3, GPT-2; models::Family): weights bound in place from a GGUF file.
+/// The model of every supported family (llama, Gemma 3, Qwen2/3, Phi-3,
+/// GPT-2, the MoE ones, and the BERT encoder; models::Family): weights bound
+/// in place from a GGUF file.
 ///
 ///   x = embed(tokens)
 ///   for each layer:  x = x + Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
@@ -28,7 +29,8 @@ namespace tessera::models {
 /// Tensors a family does not have are empty (a span of size 0, a Weight with n_out 0).
 struct LlamaLayer {
   ///@{
-  /// Norm scales before attention and before the feed-forward block, [n_embd] each.
+  /// Norm scales before attention and before the feed-forward block, [n_embd] each; with
+  /// LlamaConfig::norm_after (BERT), the norms after each block's residual add instead.
   std::span<const float> attn_norm, ffn_norm;
   ///@}
   ///@{
@@ -42,7 +44,7 @@ struct LlamaLayer {
   nn::Weight w_gate, w_up, w_down;
   ///@}
   ///@{
-  /// LayerNorm biases of attn_norm and ffn_norm [n_embd] (GPT-2).
+  /// LayerNorm biases of attn_norm and ffn_norm [n_embd] (GPT-2, BERT).
   std::span<const float> attn_norm_b, ffn_norm_b;
   ///@}
   ///@{
@@ -74,9 +76,15 @@ class LlamaModel {
     const LlamaConfig& c = config_;
     token_embd_ = weight("token_embd.weight", -1, c.n_embd);
     config_.n_vocab = static_cast<int>(token_embd_.n_out);
-    output_norm_ = norm("output_norm.weight");
-    output_norm_b_ = optional_vector("output_norm.bias", c.n_embd);
-    output_ = file_.find_tensor("output.weight") ? weight("output.weight", c.n_vocab, c.n_embd) : token_embd_;
+    if (c.family == Family::bert) {  // an encoder: its output is the hidden states, normed by the last layer
+      token_types_ = file_.find_tensor("token_types.weight") ? weight("token_types.weight", -1, c.n_embd) : nn::Weight{};
+      embd_norm_ = norm("token_embd_norm.weight");
+      embd_norm_b_ = gguf_vector(file_, "token_embd_norm.bias", c.n_embd);
+    } else {
+      output_norm_ = norm("output_norm.weight");
+      output_norm_b_ = optional_vector("output_norm.bias", c.n_embd);
+      output_ = file_.find_tensor("output.weight") ? weight("output.weight", c.n_vocab, c.n_embd) : token_embd_;
+    }
     if (c.learned_pos) {
       pos_embd_ = weight("position_embd.weight", -1, c.n_embd);
       check(pos_embd_.n_out >= 1, "position_embd.weight has no rows");
@@ -93,14 +101,22 @@ class LlamaModel {
   const io::GgufFile& file() const { return file_; }
   /// Token embedding table [n_vocab, n_embd].
   const nn::Weight& token_embd() const { return token_embd_; }
-  /// Output projection to logits [n_vocab, n_embd]; the embedding table when the file has no output.weight (tied).
+  /// Output projection to logits [n_vocab, n_embd]; the embedding table when the file has no output.weight
+  /// (tied); empty (n_out 0) for an encoder.
   const nn::Weight& output() const { return output_; }
   /// Final norm scale [n_embd], applied before the output projection.
   std::span<const float> output_norm() const { return output_norm_; }
   /// Final LayerNorm bias [n_embd] (GPT-2); empty otherwise.
   std::span<const float> output_norm_b() const { return output_norm_b_; }
-  /// Learned position table [n_ctx_train, n_embd] (GPT-2); empty (n_out 0) otherwise.
+  /// Learned position table [n_ctx_train, n_embd] (GPT-2, BERT); empty (n_out 0) otherwise.
   const nn::Weight& pos_embd() const { return pos_embd_; }
+  /// Token-type (segment) table [n_types, n_embd] (BERT; row 0 is added to every token); empty otherwise.
+  const nn::Weight& token_types() const { return token_types_; }
+  ///@{
+  /// LayerNorm of the embeddings, scale and bias [n_embd] (BERT); empty otherwise.
+  std::span<const float> embd_norm() const { return embd_norm_; }
+  std::span<const float> embd_norm_b() const { return embd_norm_b_; }
+  ///@}
   /// The n_layers decoder blocks, in order.
   const std::vector<LlamaLayer>& layers() const { return layers_; }
   /// Bytes of weights one decode step reads (every matrix once, plus the norms; of a MoE layer, k experts).
@@ -132,10 +148,12 @@ class LlamaModel {
   LlamaLayer load_layer(const std::string& b) const {
     const LlamaConfig& c = config_;
     LlamaLayer L;
-    L.attn_norm = norm(b + "attn_norm.weight");
-    L.attn_norm_b = optional_vector(b + "attn_norm.bias", c.n_embd);
-    L.ffn_norm = norm(b + "ffn_norm.weight");
-    L.ffn_norm_b = optional_vector(b + "ffn_norm.bias", c.n_embd);
+    // BERT's norms follow the residual adds and are named for that.
+    const std::string an = c.norm_after ? "attn_output_norm" : "attn_norm", fn = c.norm_after ? "layer_output_norm" : "ffn_norm";
+    L.attn_norm = norm(b + an + ".weight");
+    L.attn_norm_b = optional_vector(b + an + ".bias", c.n_embd);
+    L.ffn_norm = norm(b + fn + ".weight");
+    L.ffn_norm_b = optional_vector(b + fn + ".bias", c.n_embd);
     const int64_t Q = c.q_dim(), KV = c.kv_dim();
     if (file_.find_tensor(b + "attn_qkv.weight")) {
       const nn::Weight qkv = weight(b + "attn_qkv.weight", Q + 2 * KV, c.n_embd);
@@ -193,8 +211,8 @@ class LlamaModel {
 
   io::GgufFile file_;
   LlamaConfig config_;
-  nn::Weight token_embd_, output_, pos_embd_;
-  std::span<const float> output_norm_, output_norm_b_;
+  nn::Weight token_embd_, output_, pos_embd_, token_types_;
+  std::span<const float> output_norm_, output_norm_b_, embd_norm_, embd_norm_b_;
   std::vector<LlamaLayer> layers_;
 };
 

@@ -44,6 +44,7 @@ class LlamaBatch {
   /// Allocates activations and logits for steps of up to max_tokens rows; Error unless max_tokens > 0.
   LlamaBatch(std::shared_ptr<const LlamaModel> model, int max_tokens)
       : model_(std::move(model)), c_(model_->config()), max_tokens_(max_tokens) {
+    require_decoder(*model_, "LlamaBatch");
     check(max_tokens > 0, "LlamaBatch: max_tokens ", max_tokens);
     act_ = LlamaActivations(c_, max_tokens);
     last_ = Tensor<float, 2>({max_tokens, c_.n_embd});

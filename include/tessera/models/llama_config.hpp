@@ -1,5 +1,5 @@
 /// \file
-/// The decoder's hyper-parameters, read from GGUF metadata (`ARCH.block_count`,
+/// The model's hyper-parameters, read from GGUF metadata (`ARCH.block_count`,
 /// `ARCH.attention.head_count`, ...), and what each supported architecture
 /// does differently, as data: the layer loop (llama_forward.hpp) is one
 /// function for every family.
@@ -16,8 +16,8 @@
 
 namespace tessera::models {
 
-/// The decoder families tessera runs, one per GGUF `general.architecture`
-/// (llama and mistral share one).
+/// The model families tessera runs, one per GGUF `general.architecture`
+/// (llama and mistral share one): decoders, and BERT, an encoder.
 enum class Family : uint8_t {
   llama,   ///< llama, mistral: RMSNorm, SwiGLU, interleaved RoPE (GGUF permutes Q/K)
   gemma3,  ///< Gemma 3: scaled embeddings, QK-norm, pre- and post-norms, GeGLU, local/global layers
@@ -27,6 +27,7 @@ enum class Family : uint8_t {
   gpt2,    ///< GPT-2: learned positions, LayerNorm with biases, GELU MLP, fused QKV, biases everywhere
   qwen2moe,  ///< Qwen2-MoE: Qwen2 with routed experts (weights not renormalised) and a gated shared expert
   qwen3moe,  ///< Qwen3-MoE: Qwen3 with routed experts, top-k weights renormalised
+  bert,      ///< BERT: encoder (bidirectional), learned positions and token types, LayerNorm after each residual add
 };
 
 /// Printable name of a family (its GGUF architecture name).
@@ -40,13 +41,14 @@ inline const char* family_name(Family f) {
     case Family::gpt2: return "gpt2";
     case Family::qwen2moe: return "qwen2moe";
     case Family::qwen3moe: return "qwen3moe";
+    case Family::bert: return "bert";
   }
   return "?";
 }
 
 /// The supported `general.architecture` values, for error messages.
 inline constexpr std::string_view kSupportedArchitectures =
-    "llama, mistral, gemma3, qwen2, qwen3, phi3, gpt2, qwen2moe, qwen3moe";
+    "llama, mistral, gemma3, qwen2, qwen3, phi3, gpt2, qwen2moe, qwen3moe, bert";
 
 /// Which normalisation every norm of the model is.
 enum class NormKind : uint8_t {
@@ -61,7 +63,15 @@ enum class FfnKind : uint8_t {
   gelu,    ///< down(gelu_tanh(up(x))): no gate
 };
 
-/// Hyper-parameters of a decoder; see from_gguf().  The name is historical: it
+/// How an encoder turns its per-token hidden states into one vector (GGUF `ARCH.pooling_type`).
+enum class Pooling : uint8_t {
+  none,  ///< no pooling: one vector per token
+  mean,  ///< the mean over the sequence's tokens
+  cls,   ///< the first token's ([CLS])
+  last,  ///< the last token's
+};
+
+/// Hyper-parameters of a model; see from_gguf().  The name is historical: it
 /// describes every Family.
 struct LlamaConfig {
   std::string arch;  ///< general.architecture
@@ -93,6 +103,9 @@ struct LlamaConfig {
   int n_ff_exp = 0;  ///< hidden width of one routed expert
   int n_ff_shexp = 0;  ///< hidden width of the shared expert (Qwen2-MoE), 0 when none
   bool moe_norm_topk = true;  ///< renormalise the k chosen weights to sum to 1 (Mixtral, Qwen3-MoE)
+  bool causal = true;  ///< a position attends to earlier ones only; false: to the whole sequence (encoders)
+  bool norm_after = false;  ///< post-LN (BERT): blocks read x as it is and x = norm(x + block(x)); else pre-norm
+  Pooling pooling = Pooling::none;  ///< the file's pooling (encoders); an embedding caller may choose another
 
   /// Width of all query heads together: n_heads * head_dim.
   int q_dim() const { return n_heads * head_dim; }
@@ -115,6 +128,7 @@ struct LlamaConfig {
     else if (c.arch == "gpt2") c.family = Family::gpt2;
     else if (c.arch == "qwen2moe") c.family = Family::qwen2moe;
     else if (c.arch == "qwen3moe") c.family = Family::qwen3moe;
+    else if (c.arch == "bert") c.family = Family::bert;
     else
       fail("unsupported architecture '", c.arch, "' (tessera runs ", kSupportedArchitectures, ")");
     const std::string p = c.arch + ".";
@@ -124,7 +138,7 @@ struct LlamaConfig {
     c.n_kv_heads = static_cast<int>(m.get_or<uint32_t>(p + "attention.head_count_kv", static_cast<uint32_t>(c.n_heads)));
     c.n_ff = static_cast<int>(m.get<uint32_t>(p + "feed_forward_length"));
     c.n_ctx_train = static_cast<int>(m.get_or<uint32_t>(p + "context_length", 2048));
-    c.norm = c.family == Family::gpt2 ? NormKind::layer : NormKind::rms;
+    c.norm = c.family == Family::gpt2 || c.family == Family::bert ? NormKind::layer : NormKind::rms;
     c.rms_eps = c.norm == NormKind::layer ? m.get_or<float>(p + "attention.layer_norm_epsilon", 1e-5f)
                                           : m.get_or<float>(p + "attention.layer_norm_rms_epsilon", 1e-5f);
     check(c.n_layers > 0 && c.n_embd > 0 && c.n_heads > 0 && c.n_ff > 0, "invalid ", c.arch, " config: block_count ",
@@ -158,6 +172,15 @@ struct LlamaConfig {
         c.learned_pos = true;
         c.ffn = FfnKind::gelu;
         break;
+      case Family::bert: {
+        c.learned_pos = c.norm_after = true;
+        c.ffn = FfnKind::gelu;
+        c.causal = m.get_or<bool>(p + "attention.causal", false);
+        const auto pooling = m.get_or<uint32_t>(p + "pooling_type", 0);  // llama.cpp's numbering
+        check(pooling <= 3, c.arch, ".pooling_type ", pooling, " is not supported (0 none, 1 mean, 2 cls, 3 last)");
+        c.pooling = static_cast<Pooling>(pooling);
+        break;
+      }
       case Family::gemma3: {
         c.ffn = FfnKind::geglu;
         c.qk_norm = c.post_norms = true;

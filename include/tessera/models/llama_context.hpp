@@ -34,6 +34,7 @@ class LlamaContext {
   explicit LlamaContext(std::shared_ptr<const LlamaModel> model, int n_ctx = 0, int n_batch = 512,
                         const kv::KvSpec& kv = {}, int n_layers = 0)
       : model_(std::move(model)), c_(model_->config()) {
+    require_decoder(*model_, "LlamaContext");
     n_ctx_ = n_ctx > 0 ? n_ctx : std::min(c_.n_ctx_train, 4096);
     check(!c_.learned_pos || n_ctx_ <= c_.n_ctx_train, "LlamaContext: a context of ", n_ctx_, " positions, but this ",
           c_.arch, " model has ", c_.n_ctx_train, " learned positions");
@@ -49,6 +50,7 @@ class LlamaContext {
   /// lower: an early-exit draft); n_ctx is the cache's max_positions().
   LlamaContext(std::shared_ptr<const LlamaModel> model, std::unique_ptr<kv::KvCache> cache, int n_batch = 512)
       : model_(std::move(model)), c_(model_->config()) {
+    require_decoder(*model_, "LlamaContext");
     check(cache != nullptr, "LlamaContext: no KV cache");
     const kv::KvLayout& L = cache->layout();
     check(L.n_kv_heads == c_.n_kv_heads && L.head_dim == c_.head_dim && L.n_layers >= 1 && L.n_layers <= c_.n_layers,

@@ -4,9 +4,11 @@
 /// only in where K/V go and which cache attention reads, which they pass in as
 /// `attend`.
 ///
-///   x = embed(tokens) * embd_scale (+ pos_embd(pos))
+///   x = embed(tokens) * embd_scale (+ pos_embd(pos) + type_embd[0], then embd_norm)
 ///   for each layer:  x = x + post_norm(Wo · attend(rope(qk_norm(Wq·norm(x) + bq)), rope(qk_norm(Wk·norm(x) + bk)), Wv·norm(x) + bv))
 ///                    x = x + post_norm(Wdown · act(Wgate·norm(x), Wup·norm(x)))
+///
+/// or, post-LN (BERT), each block reads x itself and x = norm(x + block(x)).
 #pragma once
 
 #include <algorithm>
@@ -48,6 +50,12 @@ struct LlamaActivations {
     if (c.n_expert > 0) moe = nn::MoeWorkspace(rows, c.n_embd, c.n_expert, c.n_expert_used, c.n_ff_exp, c.n_ff_shexp);
   }
 };
+
+/// Error unless model generates text (has an output head): an encoder (BERT) runs in models::Encoder.
+inline void require_decoder(const LlamaModel& model, const char* who) {
+  check(model.output().n_out > 0, who, ": ", model.config().arch,
+        " is an encoder with no output head; embed with models::Encoder (tessera-llama --embedding)");
+}
 
 namespace detail {
 // The model's norm (RMSNorm, or LayerNorm with its bias) of x into out.
@@ -94,12 +102,28 @@ void llama_layers(const LlamaModel& model, int n_layers, LlamaActivations& a, st
     nn::embedding(model.pos_embd(), pos, tmp);
     nn::add(x, tmp, x);
   }
+  if (model.token_types().n_out > 0) {  // every token is of type 0 (one segment)
+    static constexpr int32_t kType0[] = {0};
+    nn::embedding(model.token_types(), kType0, tmp.narrow(0, 0, 1));
+    nn::add_bias(x, tmp.row(0));
+  }
+  if (!model.embd_norm().empty()) nn::layer_norm(x, model.embd_norm(), model.embd_norm_b(), c.rms_eps, x);
+  // Pre-norm blocks read norm(x) (in xn); post-norm ones read x and norm it after the add.
+  const auto block_input = [&](std::span<const float> w, std::span<const float> b) -> TensorView<float, 2> {
+    if (c.norm_after) return x;
+    detail::model_norm(c, x, w, b, xn);
+    return xn;
+  };
+  const auto residual = [&](std::span<const float> w, std::span<const float> b) {
+    nn::add(x, tmp, x);
+    if (c.norm_after) detail::model_norm(c, x, w, b, x);
+  };
   for (int l = 0; l < n_layers; ++l) {
     const LlamaLayer& w = model.layers()[static_cast<size_t>(l)];
-    detail::model_norm(c, x, w.attn_norm, w.attn_norm_b, xn);
-    detail::project(w.wq, w.bq, xn, q, a.ws);
-    detail::project(w.wk, w.bk, xn, k, a.ws);
-    detail::project(w.wv, w.bv, xn, v, a.ws);
+    const auto in = block_input(w.attn_norm, w.attn_norm_b);
+    detail::project(w.wq, w.bq, in, q, a.ws);
+    detail::project(w.wk, w.bk, in, k, a.ws);
+    detail::project(w.wv, w.bv, in, v, a.ws);
     if (c.qk_norm) {
       detail::head_norm(c, q, w.q_norm);
       detail::head_norm(c, k, w.k_norm);
@@ -111,24 +135,24 @@ void llama_layers(const LlamaModel& model, int n_layers, LlamaActivations& a, st
     attend(l, TensorView<const float, 2>(q), TensorView<const float, 2>(k), TensorView<const float, 2>(v), attn);
     detail::project(w.wo, w.bo, attn, tmp, a.ws);
     if (c.post_norms) detail::model_norm(c, tmp, w.post_attn_norm, {}, tmp);
-    nn::add(x, tmp, x);
-    detail::model_norm(c, x, w.ffn_norm, w.ffn_norm_b, xn);
+    residual(w.attn_norm, w.attn_norm_b);
+    const auto ffn_in = block_input(w.ffn_norm, w.ffn_norm_b);
     if (c.n_expert > 0) {
-      nn::moe(w.moe, xn, tmp, a.moe);
+      nn::moe(w.moe, ffn_in, tmp, a.moe);
     } else {
-      detail::project(w.w_up, w.b_up, xn, up, a.ws);
+      detail::project(w.w_up, w.b_up, ffn_in, up, a.ws);
       if (c.ffn == FfnKind::gelu) {
         nn::gelu(up);
         detail::project(w.w_down, w.b_down, up, tmp, a.ws);
       } else {
-        nn::linear(w.w_gate, xn, gate, a.ws);
+        nn::linear(w.w_gate, ffn_in, gate, a.ws);
         if (c.ffn == FfnKind::geglu) nn::geglu(gate, up, gate);
         else nn::swiglu(gate, up, gate);
         detail::project(w.w_down, w.b_down, gate, tmp, a.ws);
       }
     }
     if (c.post_norms) detail::model_norm(c, tmp, w.post_ffn_norm, {}, tmp);
-    nn::add(x, tmp, x);
+    residual(w.ffn_norm, w.ffn_norm_b);
   }
 }
 
@@ -150,7 +174,7 @@ inline void llama_logits(const LlamaModel& model, TensorView<const float, 2> h, 
 inline AttentionParams llama_attention_params(const LlamaConfig& c, int l = 0) {
   AttentionParams ap;
   ap.scale = c.attn_scale != 0.f ? c.attn_scale : 1.f / std::sqrt(static_cast<float>(c.head_dim));
-  ap.mask = c.is_swa(l) ? AttentionMask::sliding(c.n_swa) : AttentionMask::causal();
+  ap.mask = c.is_swa(l) ? AttentionMask::sliding(c.n_swa) : c.causal ? AttentionMask::causal() : AttentionMask::none();
   return ap;
 }
 
