@@ -1,6 +1,6 @@
 // tessera-quantize: writes a GGUF model in another type (io/quantize.hpp):
 //   tessera-quantize IN.gguf OUT.gguf TYPE [-t THREADS] [-q]
-// TYPE: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q6_K q4_k_m. Prints one
+// TYPE: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q5_K q6_K q4_k_m q5_k_m. Prints one
 // line per tensor (types, relative RMSE, bytes) on stdout, then the sizes and the time on stderr
 // (where errors go, one line each).
 // Bad input prints one line and exits 1; the output is never left half-written.
@@ -20,10 +20,10 @@ namespace {
 
 const char* usage() {
   return "usage: tessera-quantize IN.gguf OUT.gguf TYPE [-t THREADS] [-q]\n"
-         "  TYPE  f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | q4_K | q6_K | q4_k_m\n"
-         "        (every matrix; 1-d tensors stay f32; q4_k_m: q4_K with q6_K for output and for\n"
-         "        attn_v / ffn_down of the first and last eighth of the layers and every third between;\n"
-         "        rows that are not whole blocks fall back to q5_0 / q8_0 / f16)\n"
+         "  TYPE  f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | q4_K | q5_K | q6_K | q4_k_m | q5_k_m\n"
+         "        (every matrix; 1-d tensors stay f32; q4_k_m / q5_k_m: q4_K / q5_K with q6_K for output\n"
+         "        and for attn_v / ffn_down of the first and last eighth of the layers and every third\n"
+         "        between; rows that are not whole blocks fall back to q5_0 / q5_1 / q8_0 / f16)\n"
          "  -t    threads (default: OpenMP's)\n"
          "  -q    no per-tensor lines\n";
 }

@@ -71,7 +71,7 @@ constexpr Shape kShapes[] = {
 constexpr uint32_t kContextLength = 4096;
 constexpr float kRmsEps = 1e-5f;
 
-// A --type: io/quantize.hpp's schemes (one ggml type for every matrix, or the q4_k_m mix).
+// A --type: io/quantize.hpp's schemes (one ggml type for every matrix, or the q4_k_m / q5_k_m mix).
 using WeightType = io::QuantScheme;
 constexpr const auto& kTypes = io::kQuantSchemes;
 
@@ -125,9 +125,9 @@ const char* usage() {
          "                        and gate/up) | gpt2 (learned positions, LayerNorm, GELU, biases; heads = KV heads)\n"
          "                        | mixtral | qwen2moe | qwen3moe (4 experts, 2 per token; qwen2moe + a shared one)\n"
          "                        | bert (encoder: WordPiece vocabulary made from --tokenizer's; heads = KV heads)\n"
-         "  --type TYPE           f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | q4_K | q6_K | q4_k_m\n"
-         "                        (every matrix, token_embd included; norms stay f32; q4_k_m is llama.cpp's\n"
-         "                        Q4_K_M mix)\n"
+         "  --type TYPE           f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | q4_K | q5_K | q6_K | q4_k_m\n"
+         "                        | q5_k_m (every matrix, token_embd included; norms stay f32; q4_k_m / q5_k_m\n"
+         "                        are llama.cpp's Q4_K_M / Q5_K_M mixes)\n"
          "  -o, --output PATH     the GGUF to write\n"
          "      --tokenizer PATH  GGUF whose tokenizer.* metadata is copied; its vocabulary sets n_vocab\n"
          "                        (default: the model scripts/fetch-model fetches)\n"
@@ -268,7 +268,7 @@ std::vector<TensorPlan> plan_tensors(const Shape& s, int n_layers, int n_vocab, 
   if (gpt2) p.push_back({"position_embd.weight", m, s.n_embd, kContextLength, 0.5f});
   for (int l = 0; l < n_layers; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
-    const GgmlType more = wt.q4_k_m && use_more_bits(l, n_layers) ? GgmlType::q6_K : m;
+    const GgmlType more = wt.k_m_mix && use_more_bits(l, n_layers) ? GgmlType::q6_K : m;
     p.push_back(vec(b + "attn_norm.weight", s.n_embd));
     if (gpt2) p.push_back(vec(b + "attn_norm.bias", s.n_embd, true));
     if (gpt2 || phi3) {
@@ -315,7 +315,7 @@ std::vector<TensorPlan> plan_tensors(const Shape& s, int n_layers, int n_vocab, 
   }
   p.push_back(vec("output_norm.weight", s.n_embd));
   if (gpt2) p.push_back(vec("output_norm.bias", s.n_embd, true));
-  p.push_back({"output.weight", wt.q4_k_m ? GgmlType::q6_K : m, s.n_embd, n_vocab, in_scale(s.n_embd)});
+  p.push_back({"output.weight", wt.k_m_mix ? GgmlType::q6_K : m, s.n_embd, n_vocab, in_scale(s.n_embd)});
   return p;
 }
 

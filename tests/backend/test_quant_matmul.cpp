@@ -68,7 +68,7 @@ std::vector<double> offset_magnitudes(std::span<const W> row) {
   for (size_t b = 0; b < row.size(); ++b) {
     if constexpr (kHasBlockMin<W>) {
       for (int i = 0; i < 32; ++i) off[32 * b + i] = std::fabs(static_cast<float>(row[b].m));
-    } else if constexpr (std::is_same_v<W, block_q4_K>) {
+    } else if constexpr (std::is_same_v<W, block_q4_K> || std::is_same_v<W, block_q5_K>) {
       uint8_t sc[8], mn[8];
       tessera::detail::unpack_q4_K_scales(row[b].scales, sc, mn);
       for (int i = 0; i < 256; ++i) off[256 * b + i] = static_cast<float>(row[b].dmin) * mn[i / 32];
@@ -261,23 +261,23 @@ void check_exact_dot() {
 }  // namespace
 
 TEMPLATE_TEST_CASE("quant gemv: simd vs scalar, int8 vs f32 activations", "[quant_matmul]", block_q8_0, block_q4_0,
-                   block_q4_1, block_q5_0, block_q5_1, block_q4_K, block_q6_K) {
+                   block_q4_1, block_q5_0, block_q5_1, block_q4_K, block_q5_K, block_q6_K) {
   check_quant_gemv<TestType>();
 }
 
 TEMPLATE_TEST_CASE("quant gemm: simd vs scalar, rows equal gemv", "[quant_matmul]", block_q8_0, block_q4_0,
-                   block_q4_1, block_q5_0, block_q5_1, block_q4_K, block_q6_K) {
+                   block_q4_1, block_q5_0, block_q5_1, block_q4_K, block_q5_K, block_q6_K) {
   check_quant_gemm<TestType>();
 }
 
 TEMPLATE_TEST_CASE("quant dot: scalar int8 dot is the double sum of dequantized values up to float rounding",
                    "[quant_matmul]", block_q8_0, block_q4_0, block_q4_1, block_q5_0, block_q5_1, block_q4_K,
-                   block_q6_K) {
+                   block_q5_K, block_q6_K) {
   check_exact_dot<TestType>();
 }
 
 TEMPLATE_TEST_CASE("quant dot_f32: simd vs scalar", "[quant_matmul]", block_q8_0, block_q4_0, block_q4_1, block_q5_0, block_q5_1,
-                   block_q4_K, block_q6_K) {
+                   block_q4_K, block_q5_K, block_q6_K) {
   constexpr int bs = quant_traits<TestType>::block_size;
   for (int64_t nb : block_counts<TestType>()) {
     const auto w = quantized<TestType>(1, nb, random_values(nb * bs));
@@ -344,7 +344,7 @@ TEST_CASE("quant gemv/gemm: strided views and calls inside a parallel region", "
 }
 
 TEMPLATE_TEST_CASE("quant gemv/gemm: K = 0 gives zeros", "[quant_matmul]", block_q8_0, block_q4_0, block_q4_1, block_q5_0, block_q5_1,
-                   block_q4_K, block_q6_K) {
+                   block_q4_K, block_q5_K, block_q6_K) {
   using A = ActBlock<TestType>;
   const Tensor<TestType, 2> w({5, 0});
   const Tensor<A, 2> xq({3, 0});

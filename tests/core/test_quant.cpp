@@ -93,6 +93,8 @@ TEST_CASE("quant: block layouts match GGUF offsets", "[quant]") {
   CHECK(offsetof(block_q4_K, dmin) == 2);
   CHECK(offsetof(block_q4_K, scales) == 4);
   CHECK(offsetof(block_q4_K, qs) == 16);
+  CHECK(offsetof(block_q5_K, qh) == 16);
+  CHECK(offsetof(block_q5_K, qs) == 48);
   CHECK(offsetof(block_q6_K, qh) == 128);
   CHECK(offsetof(block_q6_K, scales) == 192);
   CHECK(offsetof(block_q6_K, d) == 208);
@@ -193,9 +195,11 @@ TEST_CASE("quant q4_1 / q5_1: round-trip error <= d/2 plus f16 rounding of d and
   check_offset_round_trip<block_q5_1, 31>();
 }
 
-TEST_CASE("quant q4_K: levels are nearest on the stored grid, RMS per sub-block bounded", "[quant]") {
+// q4_K and q5_K: 8 sub-blocks of 32 on levels 0..nmax of a stored (scale, offset) grid.
+template <class B, int nmax>
+void check_affine_K_round_trip() {
   const auto x = test_row(kBlocks / 2, 256);
-  std::vector<block_q4_K> b;
+  std::vector<B> b;
   const auto y = round_trip(x, b);
   for (size_t k = 0; k < b.size(); ++k) {
     const double d = static_cast<float>(b[k].d), dmin = static_cast<float>(b[k].dmin);
@@ -209,10 +213,10 @@ TEST_CASE("quant q4_K: levels are nearest on the stored grid, RMS per sub-block 
       for (int i = 0; i < 32; ++i) {
         lo = std::min<double>(lo, xs[i]);
         hi = std::max<double>(hi, xs[i]);
-        // Given the stored grid {s q - off : q = 0..15}, each value is rounded
+        // Given the stored grid {s q - off : q = 0..nmax}, each value is rounded
         // to its nearest level: within s/2 inside the grid, else at the nearer
         // end. 1e-5 (s + off + |x|) covers float rounding of (x + off) / s.
-        const double below = std::max(0.0, -off - xs[i]), above = std::max(0.0, xs[i] - (15 * s - off));
+        const double below = std::max(0.0, -off - xs[i]), above = std::max(0.0, xs[i] - (nmax * s - off));
         const double nearest = s > 0 ? std::max(s / 2, below + above) : std::fabs(xs[i] + off);
         INFO("super-block " << k << " sub-block " << j << " element " << i << " s=" << s << " off=" << off);
         REQUIRE(std::fabs(xs[i] - ys[i]) <= nearest + 1e-5 * (s + off + std::fabs(xs[i])) + 1e-30);
@@ -221,14 +225,19 @@ TEST_CASE("quant q4_K: levels are nearest on the stored grid, RMS per sub-block 
       // The search starts from the min-max grid over [min(0, lo), hi], whose
       // error is <= step/2 per value, and keeps only fits with smaller squared
       // error. Rounding the scale and offset to 6-bit multiples of the stored
-      // d and dmin moves a level by <= 15 d/2 + dmin/2, and re-rounding each
+      // d and dmin moves a level by <= nmax d/2 + dmin/2, and re-rounding each
       // value on the stored grid can only do better. 1e-4 step for float noise.
-      const double step = (hi - lo) / 15;
-      const double rms_bound = step * (0.5 + 1e-4) + 7.5 * d + 0.5 * dmin + 1e-30;
+      const double step = (hi - lo) / nmax;
+      const double rms_bound = step * (0.5 + 1e-4) + 0.5 * nmax * d + 0.5 * dmin + 1e-30;
       INFO("super-block " << k << " sub-block " << j);
       REQUIRE(std::sqrt(err2 / 32) <= rms_bound);
     }
   }
+}
+
+TEST_CASE("quant q4_K / q5_K: levels are nearest on the stored grid, RMS per sub-block bounded", "[quant]") {
+  check_affine_K_round_trip<block_q4_K, 15>();
+  check_affine_K_round_trip<block_q5_K, 31>();
 }
 
 TEST_CASE("quant q6_K: levels are nearest on the stored grid, RMS per sub-block bounded", "[quant]") {
@@ -325,6 +334,20 @@ TEST_CASE("quant: values already on a format's grid round-trip exactly", "[quant
         }
       }
     std::vector<block_q4_K> b;
+    check_exact(x, round_trip(x, b));
+  }
+  SECTION("q5_K") {
+    // As q4_K on 32 levels: each sub-block reaches levels 0 and 31.
+    std::vector<float> x(512);
+    for (int k = 0; k < 2; ++k)
+      for (int j = 0; j < 8; ++j) {
+        const int sc = j == 2 ? 63 : 1 + scale6(rng()) % 63, m = j == 6 ? 63 : scale6(rng());
+        for (int i = 0; i < 32; ++i) {
+          const int q = i == 0 ? 0 : i == 1 ? 31 : level5(rng());
+          x[256 * k + 32 * j + i] = std::ldexp(static_cast<float>(sc * q), -8) - std::ldexp(static_cast<float>(m), -9);
+        }
+      }
+    std::vector<block_q5_K> b;
     check_exact(x, round_trip(x, b));
   }
   SECTION("q6_K") {
@@ -463,6 +486,25 @@ TEST_CASE("quant: dequantization of hand-assembled blocks", "[quant]") {
       const auto sc_j = static_cast<float>(sc[e / 32]), m_j = static_cast<float>(mn[e / 32]);
       const float want = 1.f * sc_j * static_cast<float>(q) - 0.5f * m_j;
       REQUIRE(y[e] == want);
+    }
+  }
+  SECTION("q5_K: q4_K's header, 32 bytes qh (bit 2c / 2c+1 of byte l: elements 64c+l / 64c+32+l), 128 of nibbles") {
+    const int sc[8] = {1, 2, 3, 4, 17, 33, 50, 63}, mn[8] = {0, 5, 10, 15, 20, 40, 60, 63};
+    std::array<uint8_t, 176> raw{0x00, 0x3c, 0x00, 0x38};  // d = 1, dmin = 0.5
+    for (int j = 0; j < 4; ++j) {
+      raw[4 + j] = static_cast<uint8_t>(sc[j] | ((sc[j + 4] >> 4) << 6));
+      raw[8 + j] = static_cast<uint8_t>(mn[j] | ((mn[j + 4] >> 4) << 6));
+      raw[12 + j] = static_cast<uint8_t>((sc[j + 4] & 15) | ((mn[j + 4] & 15) << 4));
+    }
+    for (int i = 0; i < 32; ++i) raw[16 + i] = static_cast<uint8_t>(i * 73 + 5);
+    for (int i = 0; i < 128; ++i) raw[48 + i] = static_cast<uint8_t>(i * 37 + 11);
+    const auto y = decode(from_bytes<block_q5_K>(raw));
+    for (int e = 0; e < 256; ++e) {
+      const int c = e / 64, h = (e % 64) / 32, l = e % 32;
+      const uint8_t byte = raw[48 + 32 * c + l];
+      const int q = (h ? byte >> 4 : byte & 15) | (((raw[16 + l] >> (2 * c + h)) & 1) << 4);
+      INFO("element " << e);
+      REQUIRE(y[e] == static_cast<float>(sc[e / 32] * q) - 0.5f * static_cast<float>(mn[e / 32]));
     }
   }
   SECTION("q6_K: 128 bytes ql, 64 bytes qh, 16 int8 scales, f16 d last") {

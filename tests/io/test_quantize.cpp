@@ -64,7 +64,9 @@ std::vector<float> decode(const io::GgufTensorInfo& t) {
 
 TEST_CASE("quantize: schemes by name, and the type each gives each tensor", "[io][quantize]") {
   CHECK(io::quant_scheme("Q4_K").type == GgmlType::q4_K);
-  CHECK(io::quant_scheme("q4_K_M").q4_k_m);
+  CHECK(io::quant_scheme("q4_K_M").k_m_mix);
+  CHECK(io::quant_scheme("Q5_K_M").k_m_mix);
+  CHECK(io::quant_scheme("q5_k_m").type == GgmlType::q5_K);
   CHECK_THROWS_WITH(io::quant_scheme("q3_K"), Catch::Contains("unknown quantization type 'q3_K' (one of: f32,"));
   CHECK(io::tensor_layer("blk.12.attn_v.weight") == 12);
   CHECK(io::tensor_layer("blk.x.attn_v.weight") == -1);
@@ -88,6 +90,10 @@ TEST_CASE("quantize: schemes by name, and the type each gives each tensor", "[io
   }
   CHECK(io::quant_type_for(q4km, "blk.0.attn_q.weight", rows96, 8) == GgmlType::q5_0);   // q4_K's fallback
   CHECK(io::quant_type_for(q4km, "blk.0.ffn_down.weight", rows96, 8) == GgmlType::q8_0);  // q6_K's
+  const auto& q5km = io::quant_scheme("q5_k_m");
+  CHECK(io::quant_type_for(q5km, "blk.3.attn_q.weight", mat, 8) == GgmlType::q5_K);
+  CHECK(io::quant_type_for(q5km, "output.weight", mat, 8) == GgmlType::q6_K);
+  CHECK(io::quant_type_for(q5km, "blk.0.attn_q.weight", rows96, 8) == GgmlType::q5_1);  // q5_K's fallback
   CHECK(io::quant_type_for(q6k, "a", rows40, 8) == GgmlType::f16);
 }
 
@@ -96,7 +102,7 @@ TEST_CASE("quantize: requantize_tensor equals the codec row by row, and reports 
   const io::GgufTensorInfo& t = src.tensor("output.weight");
   const auto x = decode(t);
   for (GgmlType ty : {GgmlType::q8_0, GgmlType::q4_0, GgmlType::q4_1, GgmlType::q5_0, GgmlType::q5_1, GgmlType::q4_K,
-                      GgmlType::q6_K, GgmlType::f16, GgmlType::bf16, GgmlType::f32}) {
+                      GgmlType::q5_K, GgmlType::q6_K, GgmlType::f16, GgmlType::bf16, GgmlType::f32}) {
     const TypeInfo ti = type_info(static_cast<uint32_t>(ty));
     INFO(ti.name);
     std::vector<std::byte> out(static_cast<size_t>(t.n_elements() / ti.block_size) * ti.type_size);

@@ -30,6 +30,8 @@ template <> struct act_block_of<block_q5_0> { using type = block_q8_0; };
 template <> struct act_block_of<block_q5_1> { using type = block_q8_1; };
 /// q4_K weights: q8_K activations, whose per-16 sums carry the weights' offset term.
 template <> struct act_block_of<block_q4_K> { using type = block_q8_K; };
+/// q5_K weights: q8_K activations, as q4_K.
+template <> struct act_block_of<block_q5_K> { using type = block_q8_K; };
 /// q6_K weights: q8_K activations.
 template <> struct act_block_of<block_q6_K> { using type = block_q8_K; };
 /// \var act_block_of<block_q8_0>::type
@@ -44,6 +46,8 @@ template <> struct act_block_of<block_q6_K> { using type = block_q8_K; };
 /// block_q8_1: the activation block that q5_1 weights pair with.
 /// \var act_block_of<block_q4_K>::type
 /// block_q8_K: the activation block that q4_K weights pair with.
+/// \var act_block_of<block_q5_K>::type
+/// block_q8_K: the activation block that q5_K weights pair with.
 /// \var act_block_of<block_q6_K>::type
 /// block_q8_K: the activation block that q6_K weights pair with.
 

@@ -1,6 +1,6 @@
 /// \file
 /// Scalar reference codecs of the GGUF blocks: quantize_row(x, blocks) and
-/// dequantize_row(blocks, out) for q8_0, q8_1, q8_K, q4_0, q4_1, q5_0, q5_1, q4_K, q6_K.
+/// dequantize_row(blocks, out) for q8_0, q8_1, q8_K, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K.
 /// Dequantization is bit-exact to GGUF; k-quant scales come from a least-squares search.
 #pragma once
 

@@ -55,6 +55,15 @@ struct block_q4_K {
   uint8_t scales[K_SCALE_BYTES];  ///< sc[0..7] and mn[0..7], 6 bits each, packed (see detail::unpack_q4_K_scales).
   uint8_t qs[QK_K / 2];           ///< 4-bit values: qs[32c + l] holds element 64c + l (low nibble) and 64c + 32 + l (high).
 };
+/// 256 weights as q4_K with 5-bit q: the low 4 bits as q4_K's qs, bit 4 of element 64c + l (c = 0..3,
+/// l < 32) at bit 2c of qh[l], of element 64c + 32 + l at bit 2c + 1.
+struct block_q5_K {
+  f16 d;                          ///< Super-block scale of the sub-block scales sc[j].
+  f16 dmin;                       ///< Super-block scale of the sub-block mins mn[j].
+  uint8_t scales[K_SCALE_BYTES];  ///< sc[0..7] and mn[0..7], packed as q4_K's.
+  uint8_t qh[QK_K / 8];           ///< Bit 4 of every value (see above).
+  uint8_t qs[QK_K / 2];           ///< Low 4 bits, ordered as q4_K's.
+};
 /// 256 weights in 16 sub-blocks of 16: w = d * scales[j] * (q - 32), q in 6 bits (4 in ql, 2 in qh).
 struct block_q6_K {
   uint8_t ql[QK_K / 2];      ///< Low 4 bits of the values, two per byte (see detail::q6_K_value for the order).
@@ -82,6 +91,7 @@ static_assert(sizeof(block_q4_1) == 20);
 static_assert(sizeof(block_q5_0) == 22);
 static_assert(sizeof(block_q5_1) == 24);
 static_assert(sizeof(block_q4_K) == 144);
+static_assert(sizeof(block_q5_K) == 176);
 static_assert(sizeof(block_q6_K) == 210);
 static_assert(sizeof(block_q8_K) == 292);
 static_assert(sizeof(block_q8_1) == 36);
@@ -116,6 +126,8 @@ template <> struct quant_traits<block_q5_1> { static constexpr int block_size = 
 template <> struct quant_traits<block_q8_1> { static constexpr int block_size = QK8_0; static constexpr GgmlType type = GgmlType::q8_1; static constexpr const char* name = "q8_1"; };
 /// q4_K: 256 elements in 144 bytes.
 template <> struct quant_traits<block_q4_K> { static constexpr int block_size = QK_K; static constexpr GgmlType type = GgmlType::q4_K; static constexpr const char* name = "q4_K"; };
+/// q5_K: 256 elements in 176 bytes.
+template <> struct quant_traits<block_q5_K> { static constexpr int block_size = QK_K; static constexpr GgmlType type = GgmlType::q5_K; static constexpr const char* name = "q5_K"; };
 /// q6_K: 256 elements in 210 bytes.
 template <> struct quant_traits<block_q6_K> { static constexpr int block_size = QK_K; static constexpr GgmlType type = GgmlType::q6_K; static constexpr const char* name = "q6_K"; };
 /// q8_K (activations): 256 elements in 292 bytes.
@@ -180,6 +192,12 @@ template <> struct quant_traits<block_q8_K> { static constexpr int block_size = 
 /// GGUF type id: GgmlType::q4_K.
 /// \var quant_traits<block_q4_K>::name
 /// ggml's name of the type: "q4_K".
+/// \var quant_traits<block_q5_K>::block_size
+/// Elements per block: 256.
+/// \var quant_traits<block_q5_K>::type
+/// GGUF type id: GgmlType::q5_K.
+/// \var quant_traits<block_q5_K>::name
+/// ggml's name of the type: "q5_K".
 /// \var quant_traits<block_q6_K>::block_size
 /// Elements per block: QK_K (256).
 /// \var quant_traits<block_q6_K>::type
@@ -216,7 +234,7 @@ constexpr TypeInfo type_info(uint32_t id) {
     case GgmlType::q2_K: return {"q2_K", 256, 84, false};
     case GgmlType::q3_K: return {"q3_K", 256, 110, false};
     case GgmlType::q4_K: return {"q4_K", 256, 144, true};
-    case GgmlType::q5_K: return {"q5_K", 256, 176, false};
+    case GgmlType::q5_K: return {"q5_K", 256, 176, true};
     case GgmlType::q6_K: return {"q6_K", 256, 210, true};
     case GgmlType::q8_K: return {"q8_K", 256, 292, false};
   }

@@ -5,13 +5,13 @@
 /// tensor's worth, not the model's. Rows run in parallel.
 ///
 ///   scheme          one type for every matrix (q8_0 ... q6_K, f16, bf16, f32),
-///                   or q4_k_m: q4_K, with q6_K for the output projection and
-///                   for attn_v / ffn_down of the first and last eighth of the
-///                   layers and every third layer between
+///                   or a mix, q4_k_m / q5_k_m: q4_K / q5_K, with q6_K for the
+///                   output projection and for attn_v / ffn_down of the first
+///                   and last eighth of the layers and every third layer between
 ///   1-d tensors     (norms, biases) stay f32
 ///   fallback        a matrix whose rows are not whole blocks of its type takes
 ///                   the 32-value type of at least as many bits per weight
-///                   (q4_K: q5_0 at 5.5, q6_K: q8_0 at 8.5), and f16 when its
+///                   (q4_K: q5_0 at 5.5, q5_K: q5_1 at 6, q6_K: q8_0 at 8.5), and f16 when its
 ///                   rows are not whole 32-value blocks either
 ///
 /// Cost: O(elements) encoding per tensor (the k-quants search their scales:
@@ -44,7 +44,7 @@ struct QuantScheme {
   const char* name;    ///< as the tools spell it ("q4_0", "q4_k_m")
   GgmlType type;       ///< every matrix's type (a mix: the type of the matrices it does not single out)
   uint32_t file_type;  ///< general.file_type: llama.cpp's LLAMA_FTYPE numbering (no all-q4_K type: Q4_K_S, 14)
-  bool q4_k_m = false;  ///< the q4_k_m mix (see the file comment)
+  bool k_m_mix = false;  ///< the q4_k_m / q5_k_m mix: q6_K for the tensors it singles out (see the file comment)
 };
 
 /// Every scheme, in the order the tools list them.
@@ -52,7 +52,8 @@ inline constexpr QuantScheme kQuantSchemes[] = {
     {"f32", GgmlType::f32, 0},    {"f16", GgmlType::f16, 1},    {"bf16", GgmlType::bf16, 32},
     {"q8_0", GgmlType::q8_0, 7},  {"q4_0", GgmlType::q4_0, 2},  {"q4_1", GgmlType::q4_1, 3},
     {"q5_0", GgmlType::q5_0, 8},  {"q5_1", GgmlType::q5_1, 9},  {"q4_K", GgmlType::q4_K, 14},
-    {"q6_K", GgmlType::q6_K, 18}, {"q4_k_m", GgmlType::q4_K, 15, true},
+    {"q5_K", GgmlType::q5_K, 16}, {"q6_K", GgmlType::q6_K, 18}, {"q4_k_m", GgmlType::q4_K, 15, true},
+    {"q5_k_m", GgmlType::q5_K, 17, true},
 };
 
 /// The scheme called `name`, case-insensitively (q4_k, Q4_K and q4_K are one).
@@ -92,7 +93,7 @@ inline GgmlType quant_type_for(const QuantScheme& scheme, std::string_view name,
                                int n_layers) {
   if (shape.size() < 2) return GgmlType::f32;
   GgmlType t = scheme.type;
-  if (scheme.q4_k_m) {
+  if (scheme.k_m_mix) {
     const int layer = tensor_layer(name);
     const bool singled = name == "output.weight" ||
                          (layer >= 0 && (name.ends_with(".attn_v.weight") || name.ends_with(".ffn_down.weight")) &&
@@ -101,7 +102,10 @@ inline GgmlType quant_type_for(const QuantScheme& scheme, std::string_view name,
   }
   const int64_t row = shape[0];
   if (row % type_info(static_cast<uint32_t>(t)).block_size != 0) {
-    t = t == GgmlType::q6_K ? GgmlType::q8_0 : t == GgmlType::q4_K ? GgmlType::q5_0 : t;
+    t = t == GgmlType::q6_K ? GgmlType::q8_0
+        : t == GgmlType::q5_K ? GgmlType::q5_1
+        : t == GgmlType::q4_K ? GgmlType::q5_0
+                              : t;
     if (row % type_info(static_cast<uint32_t>(t)).block_size != 0) t = GgmlType::f16;
   }
   return t;

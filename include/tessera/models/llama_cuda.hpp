@@ -164,7 +164,10 @@ class LlamaCudaContext {
   template <class F>
   static void typed(const DevLinear& w, F&& f) {
     nn::visit_type(w.type, [&]<class W>() {
-      f(cuda::DeviceView<const W, 2>(reinterpret_cast<const W*>(w.data), {w.n_out, w.n_in / cuda::block_elems<W>}));
+      if constexpr (cuda::DeviceWeight<W>)
+        f(cuda::DeviceView<const W, 2>(reinterpret_cast<const W*>(w.data), {w.n_out, w.n_in / cuda::block_elems<W>}));
+      else
+        fail("LlamaCudaContext: the GPU has no kernels for ", quant_traits<W>::name, " weights (the CPU runs them)");
     });
   }
 

@@ -28,6 +28,7 @@ decltype(auto) visit_type(GgmlType type, F&& f) {
     case GgmlType::q5_0: return f.template operator()<block_q5_0>();
     case GgmlType::q5_1: return f.template operator()<block_q5_1>();
     case GgmlType::q4_K: return f.template operator()<block_q4_K>();
+    case GgmlType::q5_K: return f.template operator()<block_q5_K>();
     case GgmlType::q6_K: return f.template operator()<block_q6_K>();
     default: break;
   }
@@ -41,7 +42,7 @@ concept WeightElement = std::is_same_v<T, float> || std::is_same_v<T, f16> || st
                         std::is_same_v<T, block_q8_0> || std::is_same_v<T, block_q4_0> ||
                         std::is_same_v<T, block_q4_1> || std::is_same_v<T, block_q5_0> ||
                         std::is_same_v<T, block_q5_1> || std::is_same_v<T, block_q4_K> ||
-                        std::is_same_v<T, block_q6_K>;
+                        std::is_same_v<T, block_q5_K> || std::is_same_v<T, block_q6_K>;
 
 /// A weight matrix [n_out, n_in] of element type `type`, viewed in place (not
 /// owned): one output feature per row, as GGUF stores it.  Build one with

@@ -1,5 +1,5 @@
 /// \file
-/// Reference products of quantized weights (q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q6_K,
+/// Reference products of quantized weights (q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K,
 /// stored [N, K / block_size] as GGUF does) with activations quantized to the
 /// paired 8-bit block (backend/quant_act.hpp): the truth the SIMD path is tested against.
 #pragma once
@@ -69,6 +69,20 @@ inline float block_dot(const block_q4_K& w, const block_q8_K& x, float acc) {
     s += sc[2 * c] * lo + sc[2 * c + 1] * hi;
   }
   for (int j = 0; j < 8; ++j) s_min += mn[j] * (x.bsums[2 * j] + x.bsums[2 * j + 1]);
+  return mul_add(-f32(w.dmin) * x.d, static_cast<float>(s_min), mul_add(f32(w.d) * x.d, static_cast<float>(s), acc));
+}
+
+// As q4_K, with 5-bit q.
+inline float block_dot(const block_q5_K& w, const block_q8_K& x, float acc) {
+  uint8_t sc[8], mn[8];
+  tessera::detail::unpack_q4_K_scales(w.scales, sc, mn);
+  int32_t s = 0, s_min = 0;
+  for (int j = 0; j < 8; ++j) {
+    int32_t sj = 0;
+    for (int i = 32 * j; i < 32 * j + 32; ++i) sj += tessera::detail::q5_K_value(w, i) * x.qs[i];
+    s += sc[j] * sj;
+    s_min += mn[j] * (x.bsums[2 * j] + x.bsums[2 * j + 1]);
+  }
   return mul_add(-f32(w.dmin) * x.d, static_cast<float>(s_min), mul_add(f32(w.d) * x.d, static_cast<float>(s), acc));
 }
 

@@ -201,14 +201,9 @@ struct Kernel<block_q4_K> {
     return _mm_setr_epi32(static_cast<int>(u[0] & low6), static_cast<int>(sc_hi), static_cast<int>(u[1] & low6),
                           static_cast<int>(mn_hi));
   }
-  static Unpacked unpack(const block_q4_K& w) {
-    Unpacked u;
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    for (int c = 0; c < 4; ++c) {
-      const __m256i q = load32(w.qs + 32 * c);
-      u.q[2 * c] = _mm256_and_si256(q, m4);
-      u.q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-    }
+  /// Everything but the values: the scales, mins and super-scales (q5_K's header is q4_K's).
+  template <class B>
+  static void unpack_scales(const B& w, Unpacked& u) {
     const __m256i sm = _mm256_cvtepu8_epi16(scales_and_mins(w.scales));  // sc0..7 | m0..7 as int16
     const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00);
     for (int j = 0; j < 8; ++j)  // int16 lane j to every lane: bytes 2j, 2j+1 repeated
@@ -217,6 +212,16 @@ struct Kernel<block_q4_K> {
     u.mins16 = _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
     u.d = f32(w.d);
     u.dmin = f32(w.dmin);
+  }
+  static Unpacked unpack(const block_q4_K& w) {
+    Unpacked u;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = load32(w.qs + 32 * c);
+      u.q[2 * c] = _mm256_and_si256(q, m4);
+      u.q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+    }
+    unpack_scales(w, u);
     return u;
   }
   static void accumulate(const Unpacked& u, const block_q8_K& x, Acc& acc) {
@@ -227,6 +232,27 @@ struct Kernel<block_q4_K> {
     acc.v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(u.d * x.d), acc.v);
     acc.v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s_min), _mm256_set1_ps(-u.dmin * x.d), acc.v);
   }
+};
+
+// q4_K's kernel on 5-bit values: bit j of every qh byte is bit 4 of sub-block j's values.
+template <>
+struct Kernel<block_q5_K> {
+  using Unpacked = Kernel<block_q4_K>::Unpacked;
+  static Unpacked unpack(const block_q5_K& w) {
+    Unpacked u;
+    Kernel<block_q4_K>::unpack_scales(w, u);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1), qh = load32(w.qh);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = load32(w.qs + 32 * c);
+      for (int h = 0; h < 2; ++h) {
+        const __m256i nib = h ? _mm256_and_si256(_mm256_srli_epi16(q, 4), m4) : _mm256_and_si256(q, m4);
+        const __m256i top = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + h), one), 4);
+        u.q[2 * c + h] = _mm256_or_si256(nib, top);
+      }
+    }
+    return u;
+  }
+  static void accumulate(const Unpacked& u, const block_q8_K& x, Acc& acc) { Kernel<block_q4_K>::accumulate(u, x, acc); }
 };
 
 // sum (q - 32) x = sum q x - 32 sum x: the unsigned 6-bit q go straight into

@@ -1,7 +1,8 @@
 /// \file
-/// Scalar codecs of the k-quants (256-value super-blocks): q4_K, x ~ d sc_j q -
-/// dmin m_j over 8 sub-blocks of 32 with 6-bit sc/m; q6_K, x ~ d sc_j (q - 32)
-/// over 16 sub-blocks of 16 with int8 sc and 6-bit q split into ql and qh.
+/// Scalar codecs of the k-quants (256-value super-blocks): q4_K and q5_K, x ~
+/// d sc_j q - dmin m_j over 8 sub-blocks of 32 with 6-bit sc/m and 4- or 5-bit
+/// q; q6_K, x ~ d sc_j (q - 32) over 16 sub-blocks of 16 with int8 sc and
+/// 6-bit q split into ql and qh.
 #pragma once
 
 #include <algorithm>
@@ -135,11 +136,15 @@ inline int arg_abs_max(const float* v, int n) {
   return best;
 }
 
-inline void quantize_q4_K_block(const float* x, block_q4_K& out) {
+/// q4_K's and q5_K's shared fit: per sub-block least-squares (scale, offset) on
+/// levels 0..nmax, 6-bit sub-scales against f16 super-scales, then every level
+/// re-rounded on the grid actually stored.  Writes d, dmin, the packed scales and q.
+template <class B>
+void quantize_affine_K(const float* x, int nmax, B& out, uint8_t* q) {
   AffineFit fit[8];
   float max_scale = 0.f, max_offset = 0.f;
   for (int j = 0; j < 8; ++j) {
-    fit[j] = fit_affine(x + 32 * j, 32, 15);
+    fit[j] = fit_affine(x + 32 * j, 32, nmax);
     max_scale = std::fmax(max_scale, fit[j].scale);
     max_offset = std::fmax(max_offset, fit[j].offset);
   }
@@ -152,14 +157,38 @@ inline void quantize_q4_K_block(const float* x, block_q4_K& out) {
     mn[j] = static_cast<uint8_t>(dmin > 0.f ? round_clamp(fit[j].offset / dmin, 0.f, 63.f) : 0);
   }
   pack_q4_K_scales(sc, mn, out.scales);
-  uint8_t q[QK_K];
-  for (int j = 0; j < 8; ++j) {  // levels re-rounded on the grid actually stored
+  for (int j = 0; j < 8; ++j) {
     const float s = d * sc[j], off = dmin * mn[j];
     for (int i = 0; i < 32; ++i)
-      q[32 * j + i] = static_cast<uint8_t>(s > 0.f ? round_clamp((x[32 * j + i] + off) / s, 0.f, 15.f) : 0);
+      q[32 * j + i] = static_cast<uint8_t>(
+          s > 0.f ? round_clamp((x[32 * j + i] + off) / s, 0.f, static_cast<float>(nmax)) : 0);
   }
+}
+
+inline void quantize_q4_K_block(const float* x, block_q4_K& out) {
+  uint8_t q[QK_K];
+  quantize_affine_K(x, 15, out, q);
   for (int c = 0; c < 4; ++c)
     for (int l = 0; l < 32; ++l) out.qs[32 * c + l] = static_cast<uint8_t>(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
+}
+
+/// The 5-bit value (0..31) of element e of a q5_K block (layout: block_q5_K).
+inline int q5_K_value(const block_q5_K& b, int e) {
+  const int c = e / 64, h = (e % 64) / 32, l = e % 32;
+  const int nib = h ? b.qs[32 * c + l] >> 4 : b.qs[32 * c + l] & 0x0f;
+  return nib | (((b.qh[l] >> (2 * c + h)) & 1) << 4);
+}
+
+inline void quantize_q5_K_block(const float* x, block_q5_K& out) {
+  uint8_t q[QK_K];
+  quantize_affine_K(x, 31, out, q);
+  std::memset(out.qh, 0, sizeof out.qh);
+  for (int c = 0; c < 4; ++c)
+    for (int l = 0; l < 32; ++l) {
+      const uint8_t lo = q[64 * c + l], hi = q[64 * c + 32 + l];
+      out.qs[32 * c + l] = static_cast<uint8_t>((lo & 0x0f) | ((hi & 0x0f) << 4));
+      out.qh[l] |= static_cast<uint8_t>(((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
+    }
 }
 
 inline void quantize_q6_K_block(const float* x, block_q6_K& out) {
@@ -208,6 +237,25 @@ inline void dequantize_row(std::span<const block_q4_K> blocks, std::span<float> 
 inline void quantize_row(std::span<const float> x, std::span<block_q4_K> out) {
   detail::check_quant_sizes<block_q4_K>("quantize_row", x.size(), out.size());
   for (size_t b = 0; b < out.size(); ++b) detail::quantize_q4_K_block(x.data() + b * QK_K, out[b]);
+}
+
+/// Value 32j + i = d sc_j q - dmin m_j, q as in detail::q5_K_value.  blocks [n], out [n * 256].
+inline void dequantize_row(std::span<const block_q5_K> blocks, std::span<float> out) {
+  detail::check_quant_sizes<block_q5_K>("dequantize_row", out.size(), blocks.size());
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    const block_q5_K& blk = blocks[b];
+    const float d = static_cast<float>(blk.d), dmin = static_cast<float>(blk.dmin);
+    uint8_t sc[8], mn[8];
+    detail::unpack_q4_K_scales(blk.scales, sc, mn);
+    for (int e = 0; e < QK_K; ++e)
+      out[b * QK_K + e] = d * sc[e / 32] * static_cast<float>(detail::q5_K_value(blk, e)) - dmin * mn[e / 32];
+  }
+}
+
+/// x [n * 256] -> out [n].  As q4_K's, on 32 levels.
+inline void quantize_row(std::span<const float> x, std::span<block_q5_K> out) {
+  detail::check_quant_sizes<block_q5_K>("quantize_row", x.size(), out.size());
+  for (size_t b = 0; b < out.size(); ++b) detail::quantize_q5_K_block(x.data() + b * QK_K, out[b]);
 }
 
 /// Value e = d sc_{e/16} (q_e - 32), q_e as in detail::q6_K_value.  blocks [n], out [n * 256].
