@@ -49,9 +49,9 @@ std::string default_model() {
 }
 
 // The model's chat template, or its family's default (Gemma's base models ship none).
-io::ChatTemplate chat_template(const models::LlamaModel& model) {
+io::ChatTemplate chat_template(const models::LlamaModel& model, const io::Tokenizer& tok) {
   return io::ChatTemplate::for_model(model.file().meta().get_or<std::string>("tokenizer.chat_template", ""),
-                                     model.config().arch);
+                                     model.config().arch, io::chat_template_options(tok));
 }
 
 void print_stats(const runtime::GenerationResult& r) {
@@ -321,7 +321,7 @@ int main(int argc, char** argv) {
       const io::Tokenizer tok = io::Tokenizer::from_spec(io::tokenizer_spec_from_gguf(model->file().meta()));
       models::LlamaCudaContext ctx(model, a.n_ctx, a.n_batch, cuda_options(a));
       if (a.chat) {
-        const auto tmpl = chat_template(*model);
+        const auto tmpl = chat_template(*model, tok);
         return run_chat(a, ctx, tok, tmpl);
       }
       return run_generate(a, ctx, model, tok);
@@ -343,7 +343,7 @@ int main(int argc, char** argv) {
     }
     models::LlamaContext ctx(model, a.n_ctx, a.n_batch, a.kv_spec);
     if (a.chat) {
-      const auto tmpl = chat_template(*model);
+      const auto tmpl = chat_template(*model, tok);
       return run_chat(a, ctx, tok, tmpl);
     }
     return run_generate(a, ctx, model, tok);

@@ -151,7 +151,7 @@ int main(int argc, char** argv) {
     std::optional<io::ChatTemplate> tmpl;
     try {
       tmpl = io::ChatTemplate::for_model(model->file().meta().get_or<std::string>("tokenizer.chat_template", ""),
-                                         model->config().arch);
+                                         model->config().arch, io::chat_template_options(tok));
     } catch (const Error& e) {
       std::fprintf(stderr, "tessera-server: no chat endpoint: %s\n", e.what());
     }

@@ -1,195 +1,132 @@
 /// \file
-/// Chat templates: not a Jinja engine, but the common families recognised by
-/// their markers in `tokenizer.chat_template` and rendered to the exact string
-/// the Jinja template would produce. An unknown template is an Error.
+/// Chat templates: a model's own `tokenizer.chat_template` (Jinja), rendered by io/jinja/ exactly as Hugging
+/// Face transformers renders it (jinja2's sandbox with trim_blocks and lstrip_blocks), with the conversation,
+/// add_generation_prompt and the BOS / EOS token texts as its variables.
 #pragma once
 
+#include <algorithm>
+#include <ctime>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "tessera/core/error.hpp"
-#include "tessera/io/unicode.hpp"
+#include "tessera/io/jinja/template.hpp"
+#include "tessera/io/tokenizer.hpp"
 
 namespace tessera::io {
 
-/// One turn of a conversation.
+/// One turn of a conversation. A template sees it as the dict {"role": ..., "content": ...}; to_value is
+/// where further fields (tool calls, names) would join it.
 struct ChatMessage {
-  std::string role;  ///< "system", "user" or "assistant"
+  std::string role;     ///< "system", "user" or "assistant"
   std::string content;  ///< The turn's text.
+
+  /// The message as a template sees it.
+  jinja::Value to_value() const { return jinja::make_dict({{"role", role}, {"content", content}}); }
 };
 
-/// A chat template recognised as one of the supported families; renders a conversation to prompt text.
+/// What a template sees beside the conversation.
+struct ChatTemplateOptions {
+  std::string bos_token;  ///< Text of the BOS token (bos_token), "" when the vocabulary has none.
+  std::string eos_token;  ///< Text of the EOS token (eos_token).
+  /// What strftime_now formats (Llama 3.1 and Granite print today's date); empty: the local time now.
+  std::function<std::tm()> now;
+  jinja::Limits limits;  ///< Bounds on one render (and on the template's length).
+};
+
+/// The token texts a template needs, from the tokenizer of the model it belongs to.
+inline ChatTemplateOptions chat_template_options(const Tokenizer& tok) {
+  ChatTemplateOptions o;
+  const auto& tokens = tok.spec().tokens;
+  auto text = [&](int32_t id) { return id >= 0 && static_cast<size_t>(id) < tokens.size() ? tokens[static_cast<size_t>(id)] : ""; };
+  o.bos_token = text(tok.bos());
+  o.eos_token = text(tok.eos());
+  return o;
+}
+
+/// Gemma's turns, for Gemma 3 files without a template of their own (what its instruction-tuned models'
+/// template renders for text-only conversations).
+inline constexpr std::string_view kGemmaChatTemplate =
+    "{{ bos_token }}{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{%- endif -%}"
+    "{%- if message['role'] == 'assistant' -%}{%- set role = 'model' -%}{%- else -%}{%- set role = message['role'] -%}"
+    "{%- endif -%}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') }}"
+    "{{ message['content'] | trim }}{{ '<end_of_turn>\n' }}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}";
+
+/// A compiled chat template; renders conversations to prompt text. Immutable: threads may share one.
 class ChatTemplate {
  public:
-  /// chatml: `<|im_start|>role\n...<|im_end|>\n`, with the template's default system turn if it has one
-  /// (SmolLM2, Qwen2). llama3: Meta's Llama-3 Instruct template. llama2: Meta's Llama-2 chat template.
-  /// gemma: `<start_of_turn>user\n...<end_of_turn>\n`, the assistant's role written `model`, a system
-  /// message folded into the first user turn (Gemma 2 and 3).
-  enum class Family { chatml, llama3, llama2, gemma };
-
-  /// Recognises the template's family from its source. Error naming the template's start when it is of no
-  /// known family, or of a variant whose output would differ (Llama-3.1's dated system turn, [INST]
-  /// templates without Llama-2's `<<SYS>>` block).
-  static ChatTemplate from_source(std::string_view src) {
+  /// Compiles the template: O(length). Error "chat template line L:C: syntax error: ..." for what the
+  /// engine cannot parse (including Jinja it does not support: see docs/io-tokenizer.md).
+  static ChatTemplate from_source(std::string_view src, ChatTemplateOptions options = {}) {
     ChatTemplate t;
-    auto has = [&](std::string_view marker) { return src.find(marker) != std::string_view::npos; };
-    if (has("<|im_start|>")) {
-      t.family_ = Family::chatml;
-      t.default_system_ = default_system_turn(src);
-    } else if (has("<|start_header_id|>") && !has("Cutting Knowledge Date")) {
-      t.family_ = Family::llama3;
-    } else if (has("[INST]") && has("<<SYS>>")) {
-      t.family_ = Family::llama2;
-    } else if (has("<start_of_turn>")) {
-      t.family_ = Family::gemma;
-    } else {
-      fail("unsupported chat template: '", src.substr(0, 60), "...' (known: ChatML, Llama-3, Llama-2, Gemma)");
-    }
+    t.tmpl_ = jinja::Template::compile(src, options.limits);
+    t.opts_ = std::move(options);
+    t.renders_bos_ = t.probe_bos();
     return t;
   }
 
-  /// The template of a model: its `tokenizer.chat_template` when it has one, else
-  /// the family's own for an architecture that has one (gemma3: base models ship
-  /// without a template but their instruction-tuned twins use Gemma's turns).
-  /// Error when neither exists, naming the architecture.
-  static ChatTemplate for_model(std::string_view chat_template, std::string_view architecture) {
-    if (!chat_template.empty()) return from_source(chat_template);
-    if (architecture == "gemma3") {
-      ChatTemplate t;
-      t.family_ = Family::gemma;
-      return t;
-    }
+  /// The template of a model: its `tokenizer.chat_template` when it has one, else the family's own for an
+  /// architecture that has one (gemma3: base models ship without a template but their instruction-tuned
+  /// twins use Gemma's turns). Error when neither exists, naming the architecture.
+  static ChatTemplate for_model(std::string_view chat_template, std::string_view architecture,
+                                ChatTemplateOptions options = {}) {
+    if (!chat_template.empty()) return from_source(chat_template, std::move(options));
+    if (architecture == "gemma3") return from_source(kGemmaChatTemplate, std::move(options));
     fail("the model has no chat template (tokenizer.chat_template) and architecture '", architecture,
          "' has no default one");
   }
 
-  Family family() const { return family_; }  ///< The recognised family.
-  /// The system prompt a ChatML template puts first when the conversation has none ("" when it has none).
-  const std::string& default_system() const { return default_system_; }
-  /// Whether the rendering holds the BOS text itself (then encode it with add_special = false).
-  bool renders_bos() const { return family_ != Family::chatml; }
+  /// Whether renderings begin with the BOS text (then encode them with add_special = false, or the prompt
+  /// would hold two). Found once, by rendering a one-message conversation.
+  bool renders_bos() const { return renders_bos_; }
 
-  /// The prompt text for messages; add_generation_prompt opens the assistant's turn (Llama-2 has none: its
-  /// turn is open after [/INST]). Error where the template would raise one (Llama-2: roles that do not
-  /// alternate user/assistant after an optional first system message).
+  /// The prompt text for messages; add_generation_prompt opens the assistant's turn. O(the template's work),
+  /// bounded by the limits. Error where the template raises (e.g. roles that do not alternate: its
+  /// raise_exception message) or meets a limit, with line:column.
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
-    switch (family_) {
-      case Family::chatml: return render_chatml(messages, add_generation_prompt);
-      case Family::llama3: return render_llama3(messages, add_generation_prompt);
-      case Family::llama2: return render_llama2(messages);
-      case Family::gemma: return render_gemma(messages, add_generation_prompt);
-    }
-    return {};
+    std::vector<jinja::Value> ms;
+    ms.reserve(messages.size());
+    for (const ChatMessage& m : messages) ms.push_back(m.to_value());
+    return render_context({{"messages", jinja::make_list(std::move(ms))}}, add_generation_prompt);
+  }
+
+  /// render with any variables (messages as values, tools, ...); add_generation_prompt, bos_token and
+  /// eos_token are added unless ctx has them.
+  std::string render_context(jinja::Context ctx, bool add_generation_prompt) const {
+    auto has = [&](std::string_view k) {
+      return std::any_of(ctx.begin(), ctx.end(), [&](const auto& kv) { return kv.first == k; });
+    };
+    if (!has("add_generation_prompt")) ctx.emplace_back("add_generation_prompt", add_generation_prompt);
+    if (!has("bos_token")) ctx.emplace_back("bos_token", opts_.bos_token);
+    if (!has("eos_token")) ctx.emplace_back("eos_token", opts_.eos_token);
+    return tmpl_.render(ctx, opts_.now);
   }
 
  private:
-  std::string render_chatml(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
-    std::string out;
-    if (!default_system_.empty() && !messages.empty() && messages[0].role != "system")
-      out += "<|im_start|>system\n" + default_system_ + "<|im_end|>\n";
-    for (const auto& m : messages) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
-    if (add_generation_prompt) out += "<|im_start|>assistant\n";
-    return out;
-  }
-
-  static std::string render_llama3(const std::vector<ChatMessage>& messages, bool add_generation_prompt) {
-    std::string out = messages.empty() ? "" : "<|begin_of_text|>";  // bos_token before the first message
-    for (const auto& m : messages)
-      out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + trim(m.content) + "<|eot_id|>";
-    if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
-    return out;
-  }
-
-  // A first system message is folded into the first user turn, and the whole turn text is stripped
-  // (so the system text keeps its own leading white space, the user text its trailing one is lost).
-  static std::string render_llama2(const std::vector<ChatMessage>& messages) {
-    const bool has_system = !messages.empty() && messages[0].role == "system";
-    std::string out;
-    for (size_t i = has_system ? 1 : 0, turn = 0; i < messages.size(); ++i, ++turn) {
-      const ChatMessage& m = messages[i];
-      check((m.role == "user") == (turn % 2 == 0),
-            "Llama-2 chat template: conversation roles must alternate user/assistant/user/assistant/... (message ", i,
-            " is '", m.role, "')");
-      const std::string content =
-          turn == 0 && has_system ? "<<SYS>>\n" + messages[0].content + "\n<</SYS>>\n\n" + m.content : m.content;
-      if (m.role == "user") out += "<s>[INST] " + trim(content) + " [/INST]";
-      else if (m.role == "system") out += "<<SYS>>\n" + trim(content) + "\n<</SYS>>\n\n";
-      else if (m.role == "assistant") out += " " + trim(content) + " </s>";
-    }
-    return out;
-  }
-
-  // Gemma: BOS, then turns; a first system message becomes the first user
-  // turn's prefix (its text + a blank line); every content is stripped; roles
-  // after it must alternate user/assistant, as the template raises otherwise.
-  static std::string render_gemma(const std::vector<ChatMessage>& messages, bool add_generation_prompt) {
-    const bool has_system = !messages.empty() && messages[0].role == "system";
-    std::string out = "<bos>";
-    for (size_t i = has_system ? 1 : 0, turn = 0; i < messages.size(); ++i, ++turn) {
-      const ChatMessage& m = messages[i];
-      check((m.role == "user") == (turn % 2 == 0),
-            "Gemma chat template: conversation roles must alternate user/assistant/user/assistant/... (message ", i,
-            " is '", m.role, "')");
-      out += "<start_of_turn>" + (m.role == "assistant" ? std::string("model") : m.role) + "\n";
-      if (turn == 0 && has_system) out += messages[0].content + "\n\n";
-      out += trim(m.content) + "<end_of_turn>\n";
-    }
-    if (add_generation_prompt) out += "<start_of_turn>model\n";
-    return out;
-  }
-
-  // Python's str.strip() (Jinja's trim filter and .strip()): white space as str.isspace() sees it.
-  static bool python_space(uint32_t cp) {
-    return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
-           cp == 0x3000;
-  }
-  static std::string trim(std::string_view s) {
-    const auto cps = decode_utf8(s);
-    size_t b = 0, e = cps.size();
-    while (b < e && python_space(cps[b].cp)) ++b;
-    while (e > b && python_space(cps[e - 1].cp)) --e;
-    if (b == e) return {};
-    return std::string(s.substr(cps[b].offset, cps[e - 1].offset + cps[e - 1].length - cps[b].offset));
-  }
-
-  // A string literal in the template that is a whole default system turn: '<|im_start|>system\n...<|im_end|>'.
-  // Templates write it where the first message is not a system message (SmolLM2, Qwen2).
-  static std::string default_system_turn(std::string_view src) {
-    const std::string_view open = "<|im_start|>system", close = "<|im_end|>";
-    for (size_t at = src.find(open); at != std::string_view::npos; at = src.find(open, at + 1)) {
-      if (at == 0 || (src[at - 1] != '\'' && src[at - 1] != '"')) continue;
-      const char quote = src[at - 1];
-      size_t begin = at + open.size();
-      if (src.substr(begin, 1) == "\n") begin += 1;
-      else if (src.substr(begin, 2) == "\\n") begin += 2;
-      else continue;
-      const size_t end = src.find(close, begin);
-      if (end == std::string_view::npos || end == begin) continue;
-      const std::string_view text = src.substr(begin, end - begin);
-      if (text.find(quote) != std::string_view::npos) continue;  // the literal ends before <|im_end|>
-      return unescape(text);
-    }
-    return {};
-  }
-  // Jinja string literals in GGUF templates hold real newlines or "\n" escapes.
-  static std::string unescape(std::string_view s) {
-    std::string out;
-    for (size_t i = 0; i < s.size(); ++i) {
-      if (s[i] == '\\' && i + 1 < s.size()) {
-        const char c = s[++i];
-        out += c == 'n' ? '\n' : c == 't' ? '\t' : c;
-      } else {
-        out += s[i];
+  bool probe_bos() const {
+    if (opts_.bos_token.empty()) return false;
+    for (const auto& conv : {std::vector<ChatMessage>{{"user", "x"}}, std::vector<ChatMessage>{{"system", "s"}, {"user", "x"}}}) {
+      try {
+        return render(conv, true).starts_with(opts_.bos_token);
+      } catch (const Error&) {  // a template that wants another conversation: try the next
       }
     }
-    return out;
+    return false;
   }
 
-  Family family_ = Family::chatml;
-  std::string default_system_;
+  jinja::Template tmpl_;
+  ChatTemplateOptions opts_;
+  bool renders_bos_ = false;
 };
 
 }  // namespace tessera::io
