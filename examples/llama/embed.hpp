@@ -43,11 +43,12 @@ inline int run_embedding(const Args& a, const std::shared_ptr<const tessera::mod
                                                                           : c.pooling;
   models::Encoder enc(model, static_cast<int64_t>(seqs.size() * longest));
   const auto t0 = std::chrono::steady_clock::now();
-  const Tensor<float, 2> e = enc.embed(seqs, o);
+  const Tensor<float, 2> emb = enc.embed(seqs, o);
+  const TensorView<const float, 2> e = emb.view();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (int64_t i = 0; i < e.dim(0); ++i) {
     std::printf("embedding %lld:", static_cast<long long>(i));
-    for (float v : e.view().row(i)) std::printf(" %.6f", static_cast<double>(v));
+    for (float v : e.row(i)) std::printf(" %.6f", static_cast<double>(v));
     std::printf("\n");
   }
   if (o.pooling != models::Pooling::none && e.dim(0) > 1) {
@@ -56,9 +57,9 @@ inline int run_embedding(const Args& a, const std::shared_ptr<const tessera::mod
       for (int64_t j = 0; j < e.dim(0); ++j) {
         double dot = 0, ni = 0, nj = 0;
         for (int64_t d = 0; d < e.dim(1); ++d) {
-          dot += static_cast<double>(e.view().row(i)[d]) * e.view().row(j)[d];
-          ni += static_cast<double>(e.view().row(i)[d]) * e.view().row(i)[d];
-          nj += static_cast<double>(e.view().row(j)[d]) * e.view().row(j)[d];
+          dot += static_cast<double>(e.row(i)[d]) * e.row(j)[d];
+          ni += static_cast<double>(e.row(i)[d]) * e.row(i)[d];
+          nj += static_cast<double>(e.row(j)[d]) * e.row(j)[d];
         }
         std::fprintf(stderr, " %6.3f", ni > 0 && nj > 0 ? dot / std::sqrt(ni * nj) : 0.0);
       }

@@ -95,15 +95,18 @@ class Encoder {
   Tensor<float, 2> pool(std::span<const int64_t> lens, int64_t L, int64_t total, const EmbedOptions& o) {
     const int64_t D = model_->config().n_embd, B = static_cast<int64_t>(lens.size());
     Tensor<float, 2> out({o.pooling == Pooling::none ? total : B, D});
+    // Views held by name: a row span of a temporary view would outlive it (the span is fine, but
+    // newer compilers warn that it might not be).
+    const TensorView<float, 2> ov = out.view(), xv = a_.x.view();
     int64_t r = 0;
     for (int64_t b = 0; b < B; ++b) {
       const int64_t n = lens[static_cast<size_t>(b)];
-      auto h = [&](int64_t t) { return a_.x.view().row(b * L + t); };
+      auto h = [&](int64_t t) { return xv.row(b * L + t); };
       if (o.pooling == Pooling::none) {
-        for (int64_t t = 0; t < n; ++t, ++r) std::copy(h(t).begin(), h(t).end(), out.view().row(r).begin());
+        for (int64_t t = 0; t < n; ++t, ++r) std::copy(h(t).begin(), h(t).end(), ov.row(r).begin());
         continue;
       }
-      const auto dst = out.view().row(b);
+      const auto dst = ov.row(b);
       if (o.pooling == Pooling::cls || o.pooling == Pooling::last) {
         const auto src = h(o.pooling == Pooling::cls ? 0 : n - 1);
         std::copy(src.begin(), src.end(), dst.begin());
@@ -117,9 +120,10 @@ class Encoder {
     if (o.normalize)
       for (int64_t i = 0; i < out.dim(0); ++i) {
         double ss = 0;
-        for (float v : out.view().row(i)) ss += static_cast<double>(v) * v;
+        const auto row = ov.row(i);
+        for (float v : row) ss += static_cast<double>(v) * v;
         const float inv = ss > 0 ? static_cast<float>(1.0 / std::sqrt(ss)) : 0.f;
-        for (float& v : out.view().row(i)) v *= inv;
+        for (float& v : row) v *= inv;
       }
     return out;
   }
