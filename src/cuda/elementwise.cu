@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "common.cuh"
+#include "rope.cuh"
 #include "tessera/backend/cuda/ops.hpp"
 
 namespace tessera::cuda {
@@ -41,14 +42,6 @@ __global__ void layer_norm_kernel(const float* __restrict__ x, const float* __re
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) o[i] = (xr[i] - mean) * scale * w[i] + (b ? b[i] : 0.f);
 }
 
-constexpr int kMaxRopePairs = 256;
-struct RopeTable {
-  float freq[kMaxRopePairs];  // per pair, scaling applied on the host (RopeParams::freq)
-  float mscale;
-  int half;
-  bool neox;
-};
-
 // One thread per (token, head, pair).
 __global__ void rope_kernel(float* x, const int32_t* __restrict__ pos, int64_t n_tokens, int64_t n_heads,
                             int64_t head_dim, RopeTable t) {
@@ -58,16 +51,11 @@ __global__ void rope_kernel(float* x, const int32_t* __restrict__ pos, int64_t n
   if (i >= n_tokens * n_heads * t.half) return;
   const int pair = static_cast<int>(i % t.half);
   const int64_t row = i / t.half, tok = row / n_heads;
-  const float theta = static_cast<float>(pos[tok]) * t.freq[pair];
-  float sn, cs;
-  sincosf(theta, &sn, &cs);
-  cs *= t.mscale;
-  sn *= t.mscale;
   float* h = x + row * head_dim;
   const int ia = t.neox ? pair : 2 * pair, ib = t.neox ? pair + t.half : 2 * pair + 1;
-  const float a = h[ia], b = h[ib];
-  h[ia] = a * cs - b * sn;
-  h[ib] = a * sn + b * cs;
+  const float a = rope_elem(t, h, ia, pos[tok]), b = rope_elem(t, h, ib, pos[tok]);
+  h[ia] = a;
+  h[ib] = b;
 }
 
 enum class Gate { silu, gelu };
@@ -214,11 +202,7 @@ void rope(const Stream& s, DeviceView<float, 3> x, DeviceView<const int32_t, 1> 
   check(x.dim(0) == pos.dim(0), "cuda::rope: x ", x.shape_str(), " with ", pos.dim(0), " positions");
   check(p.n_dims > 0 && p.n_dims % 2 == 0 && p.n_dims <= x.dim(2) && p.n_dims / 2 <= dev::kMaxRopePairs,
         "cuda::rope: n_dims ", p.n_dims, " for head_dim ", x.dim(2));
-  dev::RopeTable t{};
-  t.half = p.n_dims / 2;
-  for (int i = 0; i < t.half; ++i) t.freq[i] = p.freq(i);  // the CPU's own frequencies, bit for bit
-  t.mscale = p.mscale();
-  t.neox = p.style == RopeStyle::neox;
+  const dev::RopeTable t = detail::rope_table(p);
   const int64_t n = x.dim(0) * x.dim(1) * t.half;
   if (n == 0) return;
   detail::launch_pdl(dev::rope_kernel, grid_for(n, 256), 256, 0, detail::native(s), x.data(), pos.data(), x.dim(0),

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "act_quant.cuh"
 #include "async_copy.cuh"
 #include "formats.cuh"
 #include "split.cuh"
@@ -15,43 +16,19 @@
 namespace tessera::cuda {
 namespace dev {
 
-// Int8 activations exactly as tessera::quantize_row makes them: d = amax / 127,
-// q = round-to-even(clamp(x * 127 / amax)); q8_0 and q8_1 keep f16(d) (and
-// q8_1 f16(d * sum q)), q8_K the float d and per-16 sums.
-__device__ __forceinline__ int quant8(float x, float inv) {
-  return __float2int_rn(fminf(fmaxf(x * inv, -127.f), 127.f));
-}
-__device__ __forceinline__ void int8_scale(float amax, float& d, float& inv) {
-  inv = 127.f / amax;
-  d = amax / 127.f;
-  if (!(amax > 0.f) || !isfinite(inv)) d = inv = 0.f;
-}
-
-// One warp per 32 values (kind 1: q8_0, 2: q8_1); sums[blk] = sum of the block's q.
+// One warp per 32 values (kind 1: q8_0, 2: q8_1).
 template <int Kind>
-__global__ void quantize32_kernel(const float* __restrict__ x, int64_t n_blocks, int8_t* qs, float* ds, float* ss,
-                                  int16_t* sums) {
+__global__ void quantize32_kernel(const float* __restrict__ x, int64_t n_blocks, ActOut o) {
   pdl_launch_dependents();
   pdl_wait();  // x comes from the kernel before; the outputs may still be read by the one before that
   const int64_t blk = blockIdx.x * int64_t{8} + threadIdx.x / 32;
   if (blk >= n_blocks) return;
   const int lane = threadIdx.x % 32;
-  const float v = x[blk * 32 + lane];
-  float d, inv;
-  int8_scale(warp_max(fabsf(v)), d, inv);
-  const int q = quant8(v, inv);
-  qs[blk * 32 + lane] = static_cast<int8_t>(q);
-  const int sum = warp_sum(q);
-  if (lane == 0) {
-    sums[blk] = static_cast<int16_t>(sum);
-    ds[blk] = f16_bits_to_float(float_to_f16_bits(d));
-    if (Kind == 2) ss[blk] = f16_bits_to_float(float_to_f16_bits(d * static_cast<float>(sum)));
-  }
+  quantize32_warp<Kind>(x[blk * 32 + lane], blk, lane, o);
 }
 
-// One warp per 256 values (q8_K): lane l holds values 8l .. 8l+7; lanes 2j, 2j+1 make sum j.
-__global__ void quantize256_kernel(const float* __restrict__ x, int64_t n_blocks, int8_t* qs, float* ds,
-                                   int16_t* bsum) {
+// One warp per 256 values (q8_K): lane l holds values 8l .. 8l+7.
+__global__ void quantize256_kernel(const float* __restrict__ x, int64_t n_blocks, ActOut o) {
   pdl_launch_dependents();
   pdl_wait();
   const int64_t blk = blockIdx.x * int64_t{8} + threadIdx.x / 32;
@@ -60,21 +37,7 @@ __global__ void quantize256_kernel(const float* __restrict__ x, int64_t n_blocks
   const float4* p = reinterpret_cast<const float4*>(x + blk * 256 + lane * 8);
   const float4 a = p[0], b = p[1];
   const float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-  float amax = 0.f;
-  for (float e : v) amax = fmaxf(amax, fabsf(e));
-  float d, inv;
-  int8_scale(warp_max(amax), d, inv);
-  int sum = 0;
-  uint32_t packed[2] = {0, 0};
-  for (int i = 0; i < 8; ++i) {
-    const int q = quant8(v[i], inv);
-    sum += q;
-    packed[i / 4] |= (static_cast<uint32_t>(q) & 0xffu) << (8 * (i % 4));
-  }
-  *reinterpret_cast<uint2*>(qs + blk * 256 + lane * 8) = make_uint2(packed[0], packed[1]);
-  sum += shfl_xor(sum, 1);
-  if (lane % 2 == 0) bsum[blk * 16 + lane / 2] = static_cast<int16_t>(sum);
-  if (lane == 0) ds[blk] = d;
+  quantize256_warp(v, blk, lane, o);
 }
 
 // One row per warp measured faster than two rows sharing activation loads
@@ -221,33 +184,20 @@ namespace {
 template <class W>
 constexpr int act_kind() { return dev::Fmt<W>::act; }
 
-// Quantizes x [m, k] into the workspace; returns where each piece went.
-dev::Act quantize_act(const Stream& s, int kind, const float* x, int64_t mk, DeviceView<std::byte, 1> ws) {
-  detail::Carver c(ws, "cuda::gemv");
-  dev::Act a{};
-  auto* qs = c.take<int8_t>(mk);
-  auto* d = c.take<float>(mk / 32);
-  a.qs = qs;
-  a.d = d;
+// Quantizes x [m, k] into the workspace (or, when x_quantized, finds what a
+// fused kernel already put there); returns where each piece is.
+dev::Act quantize_act(const Stream& s, int kind, const float* x, int64_t mk, DeviceView<std::byte, 1> ws,
+                      bool x_quantized) {
+  const dev::ActOut o = detail::carve_act(kind, mk, ws, "cuda::gemv");
+  if (x_quantized) return dev::act_of(o);
   const gpuStream_t st = detail::native(s);
-  if (kind == 3) {
-    auto* bs = c.take<int16_t>(mk / 16);
-    a.bsum = bs;
-    const int64_t nb = mk / 256;
-    detail::launch_pdl(dev::quantize256_kernel, static_cast<unsigned>(detail::ceil_div(nb, 8)), 256, 0, st, x, nb, qs,
-                       d, bs);
-  } else {
-    float* sums = kind == 2 ? c.take<float>(mk / 32) : nullptr;
-    auto* qsum = c.take<int16_t>(mk / 32);
-    a.s = sums;
-    a.bsum = qsum;
-    const int64_t nb = mk / 32;
-    const auto grid = static_cast<unsigned>(detail::ceil_div(nb, 8));
-    if (kind == 2) detail::launch_pdl(dev::quantize32_kernel<2>, grid, 256, 0, st, x, nb, qs, d, sums, qsum);
-    else detail::launch_pdl(dev::quantize32_kernel<1>, grid, 256, 0, st, x, nb, qs, d, sums, qsum);
-  }
+  const int64_t nb = mk / (kind == 3 ? 256 : 32);
+  const auto grid = static_cast<unsigned>(detail::ceil_div(nb, 8));
+  if (kind == 3) detail::launch_pdl(dev::quantize256_kernel, grid, 256, 0, st, x, nb, o);
+  else if (kind == 2) detail::launch_pdl(dev::quantize32_kernel<2>, grid, 256, 0, st, x, nb, o);
+  else detail::launch_pdl(dev::quantize32_kernel<1>, grid, 256, 0, st, x, nb, o);
   detail::check_launch("quantize activations");
-  return a;
+  return dev::act_of(o);
 }
 
 }  // namespace
@@ -255,18 +205,30 @@ dev::Act quantize_act(const Stream& s, int kind, const float* x, int64_t mk, Dev
 template <DeviceWeight W>
 size_t gemv_workspace_bytes(int64_t k) {
   constexpr int kind = act_kind<W>();
-  if constexpr (kind == 0) {
-    return 0;
-  } else {
-    using C = detail::Carver;
-    return C::bytes_for<int8_t>(k) + C::bytes_for<float>(k / 32) * (kind == 2 ? 2 : 1) +
-           C::bytes_for<int16_t>(kind == 3 ? k / 16 : k / 32);
+  return act_quant_bytes(static_cast<ActQuant>(kind), k);
+}
+
+size_t act_quant_bytes(ActQuant q, int64_t mk) {
+  const int kind = detail::act_kind(q);
+  if (kind == 0) return 0;
+  using C = detail::Carver;
+  return C::bytes_for<int8_t>(mk) + C::bytes_for<float>(mk / 32) * (kind == 2 ? 2 : 1) +
+         C::bytes_for<int16_t>(kind == 3 ? mk / 16 : mk / 32);
+}
+
+ActQuant act_quant(GgmlType t) {
+  switch (t) {
+    case GgmlType::f32: case GgmlType::f16: case GgmlType::bf16: return ActQuant::none;
+    case GgmlType::q8_0: case GgmlType::q4_0: case GgmlType::q5_0: return ActQuant::q8_0;
+    case GgmlType::q4_1: case GgmlType::q5_1: return ActQuant::q8_1;
+    case GgmlType::q4_K: case GgmlType::q6_K: return ActQuant::q8_K;
+    default: fail("cuda::act_quant: no GPU GEMV for ", type_info(static_cast<uint32_t>(t)).name);
   }
 }
 
 template <DeviceWeight W>
 void gemv(const Stream& s, DeviceView<const W, 2> w, DeviceView<const float, 2> x, DeviceView<float, 2> y,
-          DeviceView<std::byte, 1> workspace) {
+          DeviceView<std::byte, 1> workspace, bool x_quantized) {
   using F = dev::Fmt<W>;
   const int64_t n = w.dim(0), k = w.dim(1) * F::block_elems, m = x.dim(0);
   TESSERA_CHECK(x.dim(1) == k && y.dim(0) == m && y.dim(1) == n, "cuda::gemv (", quant_traits<W>::name, "): weight ",
@@ -277,7 +239,7 @@ void gemv(const Stream& s, DeviceView<const W, 2> w, DeviceView<const float, 2> 
   if (n == 0) return;
   dev::Act a{};
   a.xf = x.data();
-  if constexpr (F::act != 0) a = quantize_act(s, F::act, x.data(), m * k, workspace);
+  if constexpr (F::act != 0) a = quantize_act(s, F::act, x.data(), m * k, workspace, x_quantized);
 
   // Slices of whole "units" (the larger of a block and an item), about 2 KB
   // a row (two per row in flight), copied in the widest pieces that the row
@@ -331,13 +293,13 @@ void launch_split(const Stream& s, const SplitWeight& w, const dev::Act& a, int 
 }  // namespace
 
 void gemv_split(const Stream& s, const SplitWeight& w, DeviceView<const float, 2> x, DeviceView<float, 2> y,
-                DeviceView<std::byte, 1> workspace) {
+                DeviceView<std::byte, 1> workspace, bool x_quantized) {
   const int64_t n = w.n, k = w.k, m = x.dim(0);
   detail::check_split("cuda::gemv_split", w, x, y);
   check(m >= 1 && m <= 8, "cuda::gemv_split: ", m, " vectors (1 to 8 supported; use gemm_split for more)");
   if (n == 0) return;
   const bool kq = w.type == GgmlType::q4_K || w.type == GgmlType::q6_K;
-  const dev::Act a = quantize_act(s, kq ? 3 : 1, x.data(), m * k, workspace);
+  const dev::Act a = quantize_act(s, kq ? 3 : 1, x.data(), m * k, workspace, x_quantized);
   auto go = [&]<GgmlType T>() {
     if (m == 1) launch_split<T, 1>(s, w, a, 1, y.data());
     else launch_split<T, 8>(s, w, a, static_cast<int>(m), y.data());
@@ -354,7 +316,7 @@ void gemv_split(const Stream& s, const SplitWeight& w, DeviceView<const float, 2
 #define TESSERA_GEMV(W)                                                                                      \
   template size_t gemv_workspace_bytes<W>(int64_t);                                                          \
   template void gemv<W>(const Stream&, DeviceView<const W, 2>, DeviceView<const float, 2>, DeviceView<float, 2>, \
-                        DeviceView<std::byte, 1>);
+                        DeviceView<std::byte, 1>, bool);
 TESSERA_DEVICE_WEIGHTS(TESSERA_GEMV)
 #undef TESSERA_GEMV
 

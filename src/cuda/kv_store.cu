@@ -3,18 +3,12 @@
 // bf16 conversions around the tensor-core attention. One warp per 32 values of
 // a head row, so a q8_0 block's scale is one warp reduction.
 #include "common.cuh"
+#include "kv_rows.cuh"
 #include "tessera/backend/cuda/attention.hpp"
 #include "tessera/backend/cuda/ops.hpp"
 
 namespace tessera::cuda {
 namespace dev {
-
-struct KvDst {
-  uint8_t* k;
-  uint8_t* v;
-  const int32_t* block_table;
-  int64_t max_keys, page_size, n_kv_heads, head_dim, head_bytes;
-};
 
 // Block: 8 warps; warp w of the grid handles 32 values of (token, k|v, head).
 template <KvElem E>
@@ -36,23 +30,8 @@ __global__ void kv_store_kernel(const float* __restrict__ k, const float* __rest
     if (lane == 0) atomicExch(bad, 1);
     return;
   }
-  const int64_t row = dst.block_table ? static_cast<int64_t>(dst.block_table[p / dst.page_size]) * dst.page_size +
-                                            p % dst.page_size
-                                      : p;
   const float x = (is_v ? v : k)[(t * dst.n_kv_heads + head) * dst.head_dim + blk * 32 + lane];
-  uint8_t* base = (is_v ? dst.v : dst.k) + (row * dst.n_kv_heads + head) * dst.head_bytes;
-  if constexpr (E == KvElem::q8_0) {
-    // As quantize_row<block_q8_0>: d = amax / 127 kept as f16, q = round-to-even(x * 127 / amax).
-    const float amax = warp_max(fabsf(x));
-    float inv = 127.f / amax, d = amax / 127.f;
-    if (!(amax > 0.f) || !isfinite(inv)) d = inv = 0.f;
-    uint8_t* b = base + blk * 34;
-    b[2 + lane] = static_cast<uint8_t>(static_cast<int8_t>(__float2int_rn(fminf(fmaxf(x * inv, -127.f), 127.f))));
-    if (lane == 0) *reinterpret_cast<uint16_t*>(b) = float_to_f16_bits(d);
-  } else {
-    const uint16_t bits = E == KvElem::f16 ? float_to_f16_bits(x) : float_to_bf16_bits(x);
-    reinterpret_cast<uint16_t*>(base)[blk * 32 + lane] = bits;
-  }
+  kv_put<E>(x, (is_v ? dst.v : dst.k) + (dst.row(p) * dst.n_kv_heads + head) * dst.head_bytes, blk, lane);
 }
 
 template <bool ToHalf, bool Bf16>
@@ -73,19 +52,8 @@ __global__ void convert_kernel(const void* __restrict__ in, void* __restrict__ o
 void kv_store(const Stream& s, DeviceView<const float, 3> k, DeviceView<const float, 3> v,
               DeviceView<const int32_t, 1> pos, const DeviceKvRows& dst, DeviceView<int32_t, 1> fault) {
   const int64_t T = k.dim(0);
-  TESSERA_CHECK(v.shape() == k.shape(), "cuda::kv_store: k ", k.shape_str(), " but v ", v.shape_str());
-  check(pos.dim(0) == T, "cuda::kv_store: ", T, " rows but ", pos.dim(0), " positions");
-  check(k.dim(1) == dst.n_kv_heads && k.dim(2) == dst.head_dim, "cuda::kv_store: rows ", k.shape_str(),
-        " into a cache of ", dst.n_kv_heads, " heads x ", dst.head_dim);
-  check(dst.head_dim % 32 == 0 && dst.head_dim > 0, "cuda::kv_store: head_dim ", dst.head_dim,
-        " is not a multiple of 32");
-  check(dst.k && dst.v && dst.max_keys > 0, "cuda::kv_store: null cache or no rows");
-  check(!dst.block_table || dst.page_size > 0, "cuda::kv_store: a paged cache needs page_size");
-  check(fault.dim(0) >= 1, "cuda::kv_store: needs a fault flag");
+  const dev::KvDst d = detail::kv_dst("cuda::kv_store", k, v, pos, dst, fault);
   if (T == 0) return;
-  const int64_t hb = dst.elem == KvElem::q8_0 ? dst.head_dim / 32 * 34 : dst.head_dim * 2;
-  const dev::KvDst d{static_cast<uint8_t*>(dst.k), static_cast<uint8_t*>(dst.v), dst.block_table, dst.max_keys,
-                     dst.page_size, dst.n_kv_heads, dst.head_dim, hb};
   const int64_t warps = T * 2 * dst.n_kv_heads * (dst.head_dim / 32);
   const auto grid = static_cast<unsigned>(detail::ceil_div(warps, 8));
   auto go = [&]<KvElem E>() {

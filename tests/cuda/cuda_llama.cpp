@@ -1,7 +1,7 @@
 // LlamaCudaContext against the CPU's LlamaContext: random llama models of
 // every weight type (written here with GgufWriter), the real default model,
-// the hidden state after every layer, graph replay and paging bit for bit,
-// and the errors. Without a GPU every case warns and passes.
+// the hidden state after every layer, graph replay, paging and the fused
+// small kernels bit for bit, and the errors. Without a GPU every case warns and passes.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -239,6 +239,48 @@ TEST_CASE("LlamaCudaContext: graph replay, paging and eval_greedy change nothing
   a.truncate(10);
   CHECK(a.eval_greedy(std::span<const int32_t>(&prompt[10], 1)) == host);
   CHECK(a.n_past() == 11);
+}
+
+TEST_CASE("LlamaCudaContext: the fused small kernels give the separate kernels' bits", "[cuda][llama]") {
+  if (!gpu_test::have_gpu()) return;
+  // Each fused kernel keeps the float operations of the kernels it replaces
+  // (tests/cuda/cuda_fused.cpp), so whole forward passes agree bit for bit:
+  // q8_K activations (q4_K, split), q8_1 (q4_1, GGUF blocks), floats (f16),
+  // and q4_0 with separate Q, K, V matrices sharing one quantized copy of x,
+  // a paged q8_0 cache.  The prompt runs as chunks of 16, 16 and 5 rows (the
+  // GEMM path, then the GEMV path with 5 vectors), then 8 decode steps.
+  struct Case {
+    GgmlType type;
+    models::CudaContextOptions opt;
+  };
+  models::CudaContextOptions split_qkv;
+  split_qkv.fuse = false;
+  split_qkv.kv = cuda::KvElem::q8_0;
+  split_qkv.paged = true;
+  split_qkv.page_size = 8;
+  for (const Case& c : {Case{GgmlType::q4_K, {}}, Case{GgmlType::q4_1, {}}, Case{GgmlType::f16, {}},
+                        Case{GgmlType::q4_0, split_qkv}}) {
+    INFO(type_info(static_cast<uint32_t>(c.type)).name);
+    const auto model = models::LlamaModel::load(write_tiny_llama(c.type, 16));
+    const auto prompt = random_tokens(37, model->config().n_vocab, 6);
+    models::CudaContextOptions off = c.opt;
+    off.fuse_norm = off.fuse_swiglu = off.fuse_rope = false;
+    models::LlamaCudaContext fused(model, 128, 16, c.opt), separate(model, 128, 16, off);
+    auto same = [](std::span<const float> x, std::span<const float> y) {
+      return std::equal(x.begin(), x.end(), y.begin(), y.end());
+    };
+    const auto l0 = fused.eval(prompt);
+    const std::vector<float> first(l0.begin(), l0.end());
+    CHECK(same(first, separate.eval(prompt)));
+    int32_t t = argmax(first);
+    for (int i = 0; i < 8; ++i) {
+      INFO("step " << i);
+      const auto x = fused.eval(std::span<const int32_t>(&t, 1));
+      const std::vector<float> xf(x.begin(), x.end());
+      CHECK(same(xf, separate.eval(std::span<const int32_t>(&t, 1))));
+      t = argmax(xf);
+    }
+  }
 }
 
 TEST_CASE("LlamaCudaContext errors: full context, bad token, bad truncate, too big for the GPU", "[cuda][llama]") {

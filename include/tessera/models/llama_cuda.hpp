@@ -11,7 +11,11 @@
 /// The forward pass is LlamaContext's, kernel for kernel: embedding, per layer
 /// rms_norm, Q|K|V projection, RoPE, K/V stored into the cache, attention,
 /// output projection + residual, rms_norm, gate|up projection, SwiGLU, down
-/// projection + residual; then the output norm and head on the last row.
+/// projection + residual; then the output norm and head on the last row.  The
+/// small steps run fused (CudaContextOptions::fuse_norm, fuse_swiglu,
+/// fuse_rope): each residual add with the norm after it and the next GEMV's
+/// activation quantizer, SwiGLU with the down projection's quantizer, RoPE
+/// with the cache store.
 ///   decode (1 token):  GEMV (M = 1, int8 activations for quantized weights),
 ///                      flash-decoding over the cache;
 ///   2..8 tokens:       GEMV with M = T;
@@ -21,6 +25,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <memory>
 #include <span>
 #include <string>
@@ -40,6 +45,14 @@ struct CudaContextOptions {
   bool graph = true;  ///< capture the decode step once and replay it
   bool fuse = true;  ///< one GEMV over Wq|Wk|Wv and one over Wgate|Wup where their types agree
   bool split = true;  ///< q4_0 / q8_0 / q4_K / q6_K matrices repacked at upload (cuda::SplitWeight)
+  ///@{
+  /// The small kernels fused (the same bits either way; off: the separate
+  /// kernels, for measurement): the residual add, rms_norm and the next GEMV's
+  /// activation quantizer (cuda::add_rms_norm); SwiGLU and the down
+  /// projection's quantizer (cuda::swiglu_quant); RoPE of Q and K and the
+  /// cache store (cuda::rope_kv_store).  All three: 11 launches a layer, not 18.
+  bool fuse_norm = true, fuse_swiglu = true, fuse_rope = true;
+  ///@}
   int device = 0;  ///< index of the GPU to run on
 };
 
@@ -368,16 +381,68 @@ class LlamaCudaContext {
             vcache_[static_cast<size_t>(l)].data(), n_ctx_, kv.block_table, kv.page_size};
   }
 
-  void linear(const DevLinear& w, cuda::DeviceView<const float, 2> x, cuda::DeviceView<float, 2> y) {
+  // x_quantized: a fused kernel left x's int8 copy in gemv_ws_ (M <= 8 only).
+  void linear(const DevLinear& w, cuda::DeviceView<const float, 2> x, cuda::DeviceView<float, 2> y,
+              bool x_quantized = false) {
     if (w.is_split) {
-      if (x.dim(0) <= 8) cuda::gemv_split(s_, w.sw, x, y, gemv_ws_.view());
+      if (x.dim(0) <= 8) cuda::gemv_split(s_, w.sw, x, y, gemv_ws_.view(), x_quantized);
       else cuda::gemm_split(s_, w.sw, x, y, gemm_ws_.view());
       return;
     }
     typed(w, [&]<class W>(cuda::DeviceView<const W, 2> wv) {
-      if (x.dim(0) <= 8) cuda::gemv<W>(s_, wv, x, y, gemv_ws_.view());
+      if (x.dim(0) <= 8) cuda::gemv<W>(s_, wv, x, y, gemv_ws_.view(), x_quantized);
       else cuda::gemm<W>(s_, wv, x, y, gemm_ws_.view());
     });
+  }
+
+  // The activation format every matrix reading one input shares, or none when
+  // they differ or one takes floats (then each GEMV quantizes for itself).
+  static cuda::ActQuant shared_act(std::initializer_list<const DevLinear*> ws) {
+    const cuda::ActQuant q = cuda::act_quant((*ws.begin())->type);
+    for (const DevLinear* w : ws)
+      if (cuda::act_quant(w->type) != q) return cuda::ActQuant::none;
+    return q;
+  }
+
+  // x += dx (dx null: nothing to add), xn = rms_norm(x) * w.  With fuse_norm
+  // one kernel, which for q != none writes xn's int8 copy for the next GEMVs
+  // instead of its floats; returns whether it did (they pass x_quantized).
+  bool norm(cuda::DeviceView<float, 2> x, const float* dx, const cuda::DeviceTensor<float, 1>& w,
+            cuda::DeviceView<float, 2> xn, cuda::ActQuant q) {
+    const cuda::DeviceView<const float, 2> d(dx, {dx ? x.dim(0) : 0, x.dim(1)});
+    if (opt_.fuse_norm) {
+      const bool quantized = q != cuda::ActQuant::none && x.dim(0) <= 8;
+      cuda::add_rms_norm(s_, x, d, w.view(), c_.rms_eps, quantized ? cuda::DeviceView<float, 2>{} : xn,
+                         quantized ? q : cuda::ActQuant::none, gemv_ws_.view());
+      return quantized;
+    }
+    if (dx) cuda::add(s_, x, d, x);
+    cuda::rms_norm(s_, x, w.view(), c_.rms_eps, xn);
+    return false;
+  }
+
+  // out = silu(gate) * up; with fuse_swiglu its int8 copy for `down` instead
+  // when that GEMV quantizes (returns whether it did).
+  bool swiglu(cuda::DeviceView<float, 2> g, cuda::DeviceView<float, 2> u, const DevLinear& down) {
+    const cuda::ActQuant q = cuda::act_quant(down.type);
+    if (opt_.fuse_swiglu && q != cuda::ActQuant::none && g.dim(0) <= 8) {
+      cuda::swiglu_quant(s_, g, u, {}, q, gemv_ws_.view());
+      return true;
+    }
+    cuda::swiglu(s_, g, u, g);
+    return false;
+  }
+
+  // RoPE of q and k and the cache store of k and v at positions pos.
+  void rope_store(int l, cuda::DeviceView<float, 3> q, cuda::DeviceView<float, 3> k, cuda::DeviceView<float, 3> v,
+                  cuda::DeviceView<const int32_t, 1> pos) {
+    if (opt_.fuse_rope) {
+      cuda::rope_kv_store(s_, q, k, v, pos, c_.rope, kv_rows_view(l), fault_.view());
+      return;
+    }
+    cuda::rope(s_, q, pos, c_.rope);
+    cuda::rope(s_, k, pos, c_.rope);
+    cuda::kv_store(s_, k, v, pos, kv_rows_view(l), fault_.view());
   }
 
   static cuda::DeviceView<float, 2> rows(cuda::DeviceTensor<float, 2>& t, int64_t n) {
@@ -439,62 +504,65 @@ class LlamaCudaContext {
     const cuda::DeviceView<const int32_t, 1> id(in, {1}), pos(in + 1, {1});
     auto x = rows(x_, 1), xn = rows(xn_, 1), tmp = rows(tmp_, 1);
     typed(embd_, [&]<class W>(cuda::DeviceView<const W, 2> t) { cuda::embedding<W>(s_, t, id, x); });
+    // The residual add of each block is folded into the norm after it: tmp
+    // holds the last projection until then (null before the first layer).
+    const float* pending = nullptr;
     for (int l = 0; l < n_layers_; ++l) {
       DevLayer& L = layers_[static_cast<size_t>(l)];
-      cuda::rms_norm(s_, x, L.attn_norm.view(), c_.rms_eps, xn);
       cuda::DeviceView<float, 2> q, k, v;
       if (L.qkv.data) {
-        linear(L.qkv, xn, qkv1_.view());
+        const bool xq = norm(x, pending, L.attn_norm, xn, shared_act({&L.qkv}));
+        linear(L.qkv, xn, qkv1_.view(), xq);
         q = {qkv1_.data(), {1, Q}};
         k = {qkv1_.data() + Q, {1, KV}};
         v = {qkv1_.data() + Q + KV, {1, KV}};
       } else {
+        const bool xq = norm(x, pending, L.attn_norm, xn, shared_act({&L.wq, &L.wk, &L.wv}));
         q = rows(q_, 1);
         k = rows(k_, 1);
         v = rows(v_, 1);
-        linear(L.wq, xn, q);
-        linear(L.wk, xn, k);
-        linear(L.wv, xn, v);
+        linear(L.wq, xn, q, xq);
+        linear(L.wk, xn, k, xq);
+        linear(L.wv, xn, v, xq);
       }
       attention_decode(l, q, k, v, pos, in + 2);
       linear(L.wo, rows(attn_, 1), tmp);
-      cuda::add(s_, x, tmp, x);
-      cuda::rms_norm(s_, x, L.ffn_norm.view(), c_.rms_eps, xn);
       cuda::DeviceView<float, 2> g, u;
       if (L.gate_up.data) {
-        linear(L.gate_up, xn, gu1_.view());
+        const bool xq = norm(x, tmp.data(), L.ffn_norm, xn, shared_act({&L.gate_up}));
+        linear(L.gate_up, xn, gu1_.view(), xq);
         g = {gu1_.data(), {1, F}};
         u = {gu1_.data() + F, {1, F}};
       } else {
+        const bool xq = norm(x, tmp.data(), L.ffn_norm, xn, shared_act({&L.gate, &L.up}));
         g = rows(gate_, 1);
         u = rows(up_, 1);
-        linear(L.gate, xn, g);
-        linear(L.up, xn, u);
+        linear(L.gate, xn, g, xq);
+        linear(L.up, xn, u, xq);
       }
-      cuda::swiglu(s_, g, u, g);
-      linear(L.down, g, tmp);
-      cuda::add(s_, x, tmp, x);
+      const bool dq = swiglu(g, u, L.down);
+      linear(L.down, g, tmp, dq);
+      pending = tmp.data();
     }
-    head(x);
+    head(x, pending);
   }
 
   void attention_decode(int l, cuda::DeviceView<float, 2> q, cuda::DeviceView<float, 2> k,
                         cuda::DeviceView<float, 2> v, cuda::DeviceView<const int32_t, 1> pos, const int32_t* lens) {
     const int64_t H = c_.n_heads, G = c_.n_kv_heads, D = c_.head_dim, T = q.dim(0);
-    cuda::rope(s_, q.reshape<3>({T, H, D}), pos, c_.rope);
-    cuda::rope(s_, k.reshape<3>({T, G, D}), pos, c_.rope);
-    cuda::kv_store(s_, k.reshape<3>({T, G, D}), v.reshape<3>({T, G, D}), pos, kv_rows_view(l), fault_.view());
+    rope_store(l, q.reshape<3>({T, H, D}), k.reshape<3>({T, G, D}), v.reshape<3>({T, G, D}), pos);
     cuda::decode_attention(s_, q.reshape<3>({T, H, D}), kv_view(l, lens), {cuda::DeviceMask::Kind::causal, 0},
                            scale(), rows(attn_, T).reshape<3>({T, H, D}), attn_ws_.view());
   }
 
   float scale() const { return 1.f / std::sqrt(static_cast<float>(c_.head_dim)); }
 
-  // Output norm and head over one row h [1, n_embd]; argmax into next_.
-  void head(cuda::DeviceView<float, 2> h) {
+  // Output norm and head over one row h [1, n_embd] (after h += dh, the last
+  // block's residual, unless dh is null); argmax into next_.
+  void head(cuda::DeviceView<float, 2> h, const float* dh) {
     auto xn = rows(xn_, 1);
-    cuda::rms_norm(s_, h, output_norm_.view(), c_.rms_eps, xn);
-    linear(output_, xn, logits_.view());
+    const bool xq = norm(h, dh, output_norm_, xn, shared_act({&output_}));
+    linear(output_, xn, logits_.view(), xq);
     cuda::argmax(s_, logits_.view(), next_.view());
   }
 
@@ -514,15 +582,14 @@ class LlamaCudaContext {
     auto x = rows(x_, T), xn = rows(xn_, T), tmp = rows(tmp_, T), q = rows(q_, T), k = rows(k_, T),
          v = rows(v_, T), attn = rows(attn_, T), g = rows(gate_, T), u = rows(up_, T);
     typed(embd_, [&]<class W>(cuda::DeviceView<const W, 2> t) { cuda::embedding<W>(s_, t, id, x); });
+    const float* pending = nullptr;  // as in decode_body: the residual waits for the next norm
     for (int l = 0; l < n_layers_; ++l) {
       DevLayer& L = layers_[static_cast<size_t>(l)];
-      cuda::rms_norm(s_, x, L.attn_norm.view(), c_.rms_eps, xn);
-      linear(L.wq, xn, q);
-      linear(L.wk, xn, k);
-      linear(L.wv, xn, v);
-      cuda::rope(s_, q.reshape<3>({T, H, D}), pos, c_.rope);
-      cuda::rope(s_, k.reshape<3>({T, G, D}), pos, c_.rope);
-      cuda::kv_store(s_, k.reshape<3>({T, G, D}), v.reshape<3>({T, G, D}), pos, kv_rows_view(l), fault_.view());
+      const bool xq = norm(x, pending, L.attn_norm, xn, shared_act({&L.wq, &L.wk, &L.wv}));
+      linear(L.wq, xn, q, xq);
+      linear(L.wk, xn, k, xq);
+      linear(L.wv, xn, v, xq);
+      rope_store(l, q.reshape<3>({T, H, D}), k.reshape<3>({T, G, D}), v.reshape<3>({T, G, D}), pos);
       if (opt_.kv == cuda::KvElem::f16) {
         // Tensor-core flash attention over the cache: q and the output in f16.
         cuda::convert<f16>(s_, q.reshape<1>({T * Q}), cuda::DeviceView<f16, 1>(half_q_.data(), {T * Q}));
@@ -542,15 +609,16 @@ class LlamaCudaContext {
         }
       }
       linear(L.wo, attn, tmp);
-      cuda::add(s_, x, tmp, x);
-      cuda::rms_norm(s_, x, L.ffn_norm.view(), c_.rms_eps, xn);
-      linear(L.gate, xn, g);
-      linear(L.up, xn, u);
-      cuda::swiglu(s_, g, u, g);
-      linear(L.down, g, tmp);
-      cuda::add(s_, x, tmp, x);
+      const bool fq = norm(x, tmp.data(), L.ffn_norm, xn, shared_act({&L.gate, &L.up}));
+      linear(L.gate, xn, g, fq);
+      linear(L.up, xn, u, fq);
+      const bool dq = swiglu(g, u, L.down);
+      linear(L.down, g, tmp, dq);
+      pending = tmp.data();
     }
-    head(cuda::DeviceView<float, 2>(x_.data() + (T - 1) * c_.n_embd, {1, c_.n_embd}));
+    // Only the last row goes on: its residual is added by the head's norm.
+    const int64_t last = (T - 1) * c_.n_embd;
+    head(cuda::DeviceView<float, 2>(x_.data() + last, {1, c_.n_embd}), tmp_.data() + last);
     n_past_ += static_cast<int>(T);
   }
 

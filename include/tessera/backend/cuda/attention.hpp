@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "tessera/backend/cuda/buffer.hpp"
+#include "tessera/backend/rope_params.hpp"
 #include "tessera/core/half.hpp"
 
 namespace tessera::cuda {
@@ -70,6 +71,16 @@ struct DeviceKvRows {
 /// written and sets fault[0] to 1 (the device cannot throw).  O(T n_kv_heads head_dim).
 void kv_store(const Stream& s, DeviceView<const float, 3> k, DeviceView<const float, 3> v,
               DeviceView<const int32_t, 1> pos, const DeviceKvRows& dst, DeviceView<int32_t, 1> fault);
+
+/// rope() of q and k and kv_store() of k and v as one kernel (a warp per
+/// head of a token): q and k are rotated in place (the same bits as rope()),
+/// then k and v go to the cache as kv_store() writes them (the same bytes,
+/// the same fault flag).  q [T, n_heads, head_dim], k, v [T, n_kv_heads,
+/// head_dim], pos [T]; head_dim % 32 == 0 and <= 256, p.n_dims <= head_dim
+/// (dimensions past n_dims pass unrotated).  O(T (n_heads + 2 n_kv_heads) head_dim).
+void rope_kv_store(const Stream& s, DeviceView<float, 3> q, DeviceView<float, 3> k, DeviceView<const float, 3> v,
+                   DeviceView<const int32_t, 1> pos, const RopeParams& p, const DeviceKvRows& dst,
+                   DeviceView<int32_t, 1> fault);
 
 /// Which keys a query at position p sees: causal (<= p), sliding window
 /// (p - window, p], or none (all the sequence's keys).

@@ -32,15 +32,28 @@ inline constexpr int block_elems = quant_traits<W>::block_size;
 template <DeviceWeight W>
 size_t gemv_workspace_bytes(int64_t k);
 
+/// The 8-bit blocks a GEMV quantizes its activations to: none (f32, f16,
+/// bf16 weights take float x), q8_0 (q8_0, q4_0, q5_0 weights), q8_1 (q4_1,
+/// q5_1), q8_K (q4_K, q6_K); split matrices as their GGUF type.  Weights whose
+/// formats agree can share one quantized copy of x (x_quantized below).
+enum class ActQuant : uint8_t { none, q8_0, q8_1, q8_K };
+/// The activation format of weights of type t (an Error for types the GEMV does not take).
+ActQuant act_quant(GgmlType t);
+/// Bytes of mk activations quantized to q (gemv_workspace_bytes of a W of that format); 0 for none.
+size_t act_quant_bytes(ActQuant q, int64_t mk);
+
 /// y = W x.  w [N, K / block_elems<W>] (GGUF layout, rows packed), x [M, K],
 /// y [M, N], M <= 8 (decode batches).  Quantized W: x is first quantized per
 /// 32 (or 256) values to the int8 block the format pairs with (q8_0 / q8_1 /
 /// q8_K, identical to the CPU's quantize_row), then integer dot products per
 /// block; f32/f16/bf16 W: float dot products.  workspace: gemv_workspace_bytes<W>(M*K).
+/// x_quantized: the workspace already holds x quantized to act_quant(W's type)
+/// (add_rms_norm or swiglu_quant wrote it, for the same M*K values), so the
+/// quantizer's launch is skipped and x gives only the shape (float W still read x).
 /// Reads W once: bandwidth-bound, O(N K) bytes.
 template <DeviceWeight W>
 void gemv(const Stream& s, DeviceView<const W, 2> w, DeviceView<const float, 2> x, DeviceView<float, 2> y,
-          DeviceView<std::byte, 1> workspace);
+          DeviceView<std::byte, 1> workspace, bool x_quantized = false);
 
 /// A q4_0, q8_0, q4_K or q6_K matrix [n, k] repacked for the decode GEMV
 /// ("split" layout): per 32-value sub-block, its quants in one array and its
@@ -175,9 +188,9 @@ inline void split_rows(GgmlType t, const std::byte* gguf, int64_t rows, int64_t 
 /// same int8 activations, the same integer block sums).  Each warp owns a run
 /// of rows and streams them with the next sub-blocks' loads issued before the
 /// current ones are used.  x [M, k], y [M, n], M <= 8; workspace
-/// gemv_workspace_bytes of the GGUF type (M * k).  O(n k) bytes.
+/// gemv_workspace_bytes of the GGUF type (M * k); x_quantized as gemv().  O(n k) bytes.
 void gemv_split(const Stream& s, const SplitWeight& w, DeviceView<const float, 2> x, DeviceView<float, 2> y,
-                DeviceView<std::byte, 1> workspace);
+                DeviceView<std::byte, 1> workspace, bool x_quantized = false);
 
 /// y = x W^T over a split matrix, as gemm(): W dequantized to bf16, one cuBLAS product.
 void gemm_split(const Stream& s, const SplitWeight& w, DeviceView<const float, 2> x, DeviceView<float, 2> y,
@@ -223,6 +236,24 @@ void geglu(const Stream& s, DeviceView<const float, 2> gate, DeviceView<const fl
 
 /// out = a + b (the residual add).  All [T, n]; out may alias an input.  O(T n).
 void add(const Stream& s, DeviceView<const float, 2> a, DeviceView<const float, 2> b, DeviceView<float, 2> out);
+
+/// The residual add, rms_norm and the next GEMV's quantizer as one kernel (a
+/// block per row): x += dx (skipped when dx is empty), out = rms_norm(x, w)
+/// exactly as add() then rms_norm() compute them, and for q != none out
+/// quantized into `act` exactly as gemv / gemv_split quantize it for weights
+/// with act_quant(type) == q, which are then called with x_quantized.  x, dx,
+/// out [T, n]; out may be empty when q != none (nothing reads the floats);
+/// n % 32 == 0 for q8_0 / q8_1, n % 256 == 0 for q8_K; act holds at least
+/// act_quant_bytes(q, T n) bytes.  O(T n).
+void add_rms_norm(const Stream& s, DeviceView<float, 2> x, DeviceView<const float, 2> dx, DeviceView<const float, 1> w,
+                  float eps, DeviceView<float, 2> out, ActQuant q, DeviceView<std::byte, 1> act);
+
+/// swiglu() and the next GEMV's quantizer as one kernel: out = silu(gate) * up,
+/// and for q != none its values quantized into `act` as add_rms_norm does.
+/// gate, up, out [T, n] (out may alias gate; empty when q != none and the
+/// floats are not wanted); n as add_rms_norm.  O(T n).
+void swiglu_quant(const Stream& s, DeviceView<const float, 2> gate, DeviceView<const float, 2> up,
+                  DeviceView<float, 2> out, ActQuant q, DeviceView<std::byte, 1> act);
 
 /// Row-wise softmax: out[r, i] = exp(x[r, i] - max_r) / sum_i exp(x[r, i] - max_r).  x, out [R, n].  O(R n).
 void softmax(const Stream& s, DeviceView<const float, 2> x, DeviceView<float, 2> out);
