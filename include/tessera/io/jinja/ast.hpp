@@ -13,10 +13,11 @@
 namespace tessera::io::jinja {
 
 struct Expr;
-using ExprPtr = std::unique_ptr<Expr>;
+using ExprPtr = std::unique_ptr<Expr>;  ///< An owned expression node (null where a part is omitted).
 
 /// An expression node. Which fields matter depends on kind (see each enumerator).
 struct Expr {
+  /// What the node computes, and so which fields it uses.
   enum class Kind {
     constant,  ///< value
     name,      ///< name
@@ -38,19 +39,23 @@ struct Expr {
     compare,   ///< args[0] ops[0] args[1] ops[1] args[2]... (== != < <= > >= in notin)
     cond,      ///< args[1] if args[0] else args[2] (args[2] null: Undefined)
   };
-  Kind kind;
+  Kind kind;  ///< What the node computes.
+  ///@{
+  /// Where the node starts in the source (1-based, bytes), for error messages.
   int line = 0, col = 0;
-  Value value;
-  std::string name;
-  std::vector<ExprPtr> args;
-  std::vector<std::pair<std::string, ExprPtr>> kwargs;
-  std::vector<std::string> ops;
-  bool negated = false;
+  ///@}
+  Value value;  ///< constant: the literal.
+  std::string name;  ///< name, attr, filter, test, binary: the name, attribute, filter, test or operator.
+  std::vector<ExprPtr> args;  ///< The operands (see each Kind).
+  std::vector<std::pair<std::string, ExprPtr>> kwargs;  ///< call, filter: keyword arguments in source order.
+  std::vector<std::string> ops;  ///< compare: the operators between args.
+  bool negated = false;  ///< test: `is not`.
   int depth = 1;  ///< 1 + deepest child: the parser bounds it, so evaluating and freeing cannot overflow the stack
 };
 
 /// A statement node. Which fields matter depends on kind (see each enumerator).
 struct Stmt {
+  /// What the statement does, and so which fields it uses.
   enum class Kind {
     text,          ///< text
     output,        ///< {{ expr }}
@@ -65,16 +70,25 @@ struct Stmt {
     break_,        ///< {% break %}
     continue_,     ///< {% continue %}
   };
-  Kind kind;
+  Kind kind;  ///< What the statement does.
+  ///@{
+  /// Where the statement starts in the source (1-based, bytes), for error messages.
   int line = 0, col = 0;
-  std::string text;
+  ///@}
+  std::string text;  ///< text: the literal text, white-space control applied.
+  ///@{
+  /// The statement's expression (output, if, for's iterable, set's value, call, filter) and a for loop's filter.
   ExprPtr expr, cond;
-  std::vector<std::string> targets;
-  bool tuple_target = false;
-  std::string attr;
-  std::string name;
+  ///@}
+  std::vector<std::string> targets;  ///< for, set: the names assigned.
+  bool tuple_target = false;  ///< for, set: targets written as a tuple (`a, b`), so the value is unpacked.
+  std::string attr;  ///< set: the namespace attribute assigned (`ns.attr`).
+  std::string name;  ///< macro: its name.
   std::vector<std::pair<std::string, ExprPtr>> params;  ///< macro / caller parameters, default or null
+  ///@{
+  /// The statements inside: the block, the else branch, and an if's elif branches (each an if_).
   std::vector<Stmt> body, else_body, elifs;
+  ///@}
 };
 
 }  // namespace tessera::io::jinja

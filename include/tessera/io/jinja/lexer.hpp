@@ -18,10 +18,14 @@ namespace tessera::io::jinja {
 
 /// One token, with its 1-based line and column (in bytes) in the source.
 struct Token {
+  /// Literal text, the delimiters, names, literals, operators, end of input.
   enum class Kind { text, var_begin, var_end, block_begin, block_end, name, string, integer, floating, op, eof };
-  Kind kind;
+  Kind kind;  ///< Which token.
   std::string text;  ///< The text, name, operator, or a string literal's decoded value.
+  ///@{
+  /// Where the token starts (1-based; the column in bytes).
   int line = 1, col = 1;
+  ///@}
 };
 
 namespace detail {

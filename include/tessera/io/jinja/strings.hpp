@@ -92,7 +92,7 @@ inline std::string html_escape(std::string_view s) {
   }
   return out;
 }
-/// str.splitlines(): breaks at \n, \r, \r\n, \v, \f, \x1c-\x1e, \x85, U+2028, U+2029; no trailing empty line.
+/// str.splitlines(): breaks at `\n`, `\r`, `\r\n`, `\v`, `\f`, `\x1c`-`\x1e`, `\x85`, U+2028, U+2029; no trailing empty line.
 inline std::vector<std::string> splitlines(std::string_view s, bool keepends = false) {
   std::vector<std::string> out;
   size_t start = 0;

@@ -53,9 +53,11 @@ struct None {};
 /// One value of the template language. Cheap to copy (strings aside): containers are shared.
 class Value {
  public:
+  /// What a Value holds: one alternative per Kind, containers shared.
   using Storage = std::variant<Undefined, None, bool, int64_t, double, std::string, std::shared_ptr<const ListData>,
                                std::shared_ptr<const DictData>, std::shared_ptr<const Function>,
                                std::shared_ptr<NamespaceData>>;
+  /// The value's type, in the order of Storage's alternatives.
   enum class Kind : uint8_t { undefined, none, boolean, integer, floating, string, list, dict, function, ns };
 
   Value() : v_(Undefined{}) {}
