@@ -52,16 +52,17 @@ inline int run_embedding(const Args& a, const std::shared_ptr<const tessera::mod
     std::printf("\n");
   }
   if (o.pooling != models::Pooling::none && e.dim(0) > 1) {
+    // The vectors may be unnormalised (--no-normalize): divide by both norms.
+    auto dot = [&](int64_t i, int64_t j) {
+      double sum = 0;
+      for (int64_t d = 0; d < e.dim(1); ++d) sum += static_cast<double>(e.row(i)[d]) * e.row(j)[d];
+      return sum;
+    };
     std::fprintf(stderr, "cosine similarity:\n");
     for (int64_t i = 0; i < e.dim(0); ++i) {
       for (int64_t j = 0; j < e.dim(0); ++j) {
-        double dot = 0, ni = 0, nj = 0;
-        for (int64_t d = 0; d < e.dim(1); ++d) {
-          dot += static_cast<double>(e.row(i)[d]) * e.row(j)[d];
-          ni += static_cast<double>(e.row(i)[d]) * e.row(i)[d];
-          nj += static_cast<double>(e.row(j)[d]) * e.row(j)[d];
-        }
-        std::fprintf(stderr, " %6.3f", ni > 0 && nj > 0 ? dot / std::sqrt(ni * nj) : 0.0);
+        const double nn = dot(i, i) * dot(j, j);
+        std::fprintf(stderr, " %6.3f", nn > 0 ? dot(i, j) / std::sqrt(nn) : 0.0);
       }
       std::fprintf(stderr, "\n");
     }

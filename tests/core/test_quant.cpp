@@ -321,32 +321,28 @@ TEST_CASE("quant: values already on a format's grid round-trip exactly", "[quant
     std::vector<block_q5_1> b;
     check_exact(x, round_trip(x, b));
   }
-  SECTION("q4_K") {
-    // d = 2^-8, dmin = 2^-9; one sub-block has sc = 63 and one m = 63 so the
-    // super-scales come out exact; each sub-block reaches levels 0 and 15.
+  // q4_K and q5_K: d = 2^-8, dmin = 2^-9; one sub-block has sc = 63 and one
+  // m = 63 so the super-scales come out exact; each sub-block reaches levels 0
+  // and nmax (15 or 31).
+  auto affine_K_grid = [&](int nmax, auto& levels) {
     std::vector<float> x(512);
     for (int k = 0; k < 2; ++k)
       for (int j = 0; j < 8; ++j) {
         const int sc = j == 3 ? 63 : 1 + scale6(rng()) % 63, m = j == 5 ? 63 : scale6(rng());
         for (int i = 0; i < 32; ++i) {
-          const int q = i == 0 ? 0 : i == 1 ? 15 : level(rng());
+          const int q = i == 0 ? 0 : i == 1 ? nmax : levels(rng());
           x[256 * k + 32 * j + i] = std::ldexp(static_cast<float>(sc * q), -8) - std::ldexp(static_cast<float>(m), -9);
         }
       }
+    return x;
+  };
+  SECTION("q4_K") {
+    const auto x = affine_K_grid(15, level);
     std::vector<block_q4_K> b;
     check_exact(x, round_trip(x, b));
   }
   SECTION("q5_K") {
-    // As q4_K on 32 levels: each sub-block reaches levels 0 and 31.
-    std::vector<float> x(512);
-    for (int k = 0; k < 2; ++k)
-      for (int j = 0; j < 8; ++j) {
-        const int sc = j == 2 ? 63 : 1 + scale6(rng()) % 63, m = j == 6 ? 63 : scale6(rng());
-        for (int i = 0; i < 32; ++i) {
-          const int q = i == 0 ? 0 : i == 1 ? 31 : level5(rng());
-          x[256 * k + 32 * j + i] = std::ldexp(static_cast<float>(sc * q), -8) - std::ldexp(static_cast<float>(m), -9);
-        }
-      }
+    const auto x = affine_K_grid(31, level5);
     std::vector<block_q5_K> b;
     check_exact(x, round_trip(x, b));
   }

@@ -201,9 +201,15 @@ struct Kernel<block_q4_K> {
     return _mm_setr_epi32(static_cast<int>(u[0] & low6), static_cast<int>(sc_hi), static_cast<int>(u[1] & low6),
                           static_cast<int>(mn_hi));
   }
-  /// Everything but the values: the scales, mins and super-scales (q5_K's header is q4_K's).
+  /// q4_K and q5_K alike: the low 4 bits of the values (qs) and the header (scales, mins, super-scales).
   template <class B>
-  static void unpack_scales(const B& w, Unpacked& u) {
+  static void unpack_low(const B& w, Unpacked& u) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = load32(w.qs + 32 * c);
+      u.q[2 * c] = _mm256_and_si256(q, m4);
+      u.q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+    }
     const __m256i sm = _mm256_cvtepu8_epi16(scales_and_mins(w.scales));  // sc0..7 | m0..7 as int16
     const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00);
     for (int j = 0; j < 8; ++j)  // int16 lane j to every lane: bytes 2j, 2j+1 repeated
@@ -215,13 +221,7 @@ struct Kernel<block_q4_K> {
   }
   static Unpacked unpack(const block_q4_K& w) {
     Unpacked u;
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    for (int c = 0; c < 4; ++c) {
-      const __m256i q = load32(w.qs + 32 * c);
-      u.q[2 * c] = _mm256_and_si256(q, m4);
-      u.q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-    }
-    unpack_scales(w, u);
+    unpack_low(w, u);
     return u;
   }
   static void accumulate(const Unpacked& u, const block_q8_K& x, Acc& acc) {
@@ -240,16 +240,10 @@ struct Kernel<block_q5_K> {
   using Unpacked = Kernel<block_q4_K>::Unpacked;
   static Unpacked unpack(const block_q5_K& w) {
     Unpacked u;
-    Kernel<block_q4_K>::unpack_scales(w, u);
-    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1), qh = load32(w.qh);
-    for (int c = 0; c < 4; ++c) {
-      const __m256i q = load32(w.qs + 32 * c);
-      for (int h = 0; h < 2; ++h) {
-        const __m256i nib = h ? _mm256_and_si256(_mm256_srli_epi16(q, 4), m4) : _mm256_and_si256(q, m4);
-        const __m256i top = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + h), one), 4);
-        u.q[2 * c + h] = _mm256_or_si256(nib, top);
-      }
-    }
+    Kernel<block_q4_K>::unpack_low(w, u);
+    const __m256i one = _mm256_set1_epi8(1), qh = load32(w.qh);
+    for (int j = 0; j < 8; ++j)  // bit j of every qh byte: 16 into sub-block j's values
+      u.q[j] = _mm256_or_si256(u.q[j], _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, j), one), 4));
     return u;
   }
   static void accumulate(const Unpacked& u, const block_q8_K& x, Acc& acc) { Kernel<block_q4_K>::accumulate(u, x, acc); }
