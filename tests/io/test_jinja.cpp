@@ -87,6 +87,16 @@ TEST_CASE("jinja: each limit stops a hostile template with an Error naming it", 
                       Catch::Contains("nested deeper"));
   REQUIRE_THROWS_WITH(jinja_render("{% set ns = namespace() %}{% set ns.me = [ns] %}"),
                       Catch::Contains("cannot hold another namespace"));
+  // Shared lists doubled 40 times: 41 deep but 2^40 leaves, which printing, tojson or == would walk.
+  std::string doubling = "{% set ns = namespace(a=[1]) %}{% for i in range(40) %}{% set ns.a = [ns.a, ns.a] %}{% endfor %}";
+  REQUIRE_THROWS_WITH(jinja_render(doubling + "{{ ns.a }}"), Catch::Contains("elements and bytes"));
+  REQUIRE_THROWS_WITH(jinja_render("{% set d = {'k': 'x' * 1000000} %}{% set e = {'a': [d] * 100} %}"),
+                      Catch::Contains("elements and bytes"));
+  // indent's pad goes on every line: refused before it is built.
+  REQUIRE_THROWS_WITH(jinja_render("{{ ('\\n' * 100000) | indent(1000, blank=true) }}"), Catch::Contains("indent:"));
+  // An integer literal past int64, also as a subscript (x.N), is an Error, not another exception.
+  REQUIRE_THROWS_AS(jinja_render("{{ 99999999999999999999 }}"), Error);
+  REQUIRE_THROWS_AS(jinja_render("{{ [1].99999999999999999999 }}"), Error);
 }
 
 TEST_CASE("jinja: strftime_now formats the given time, contexts pass any value", "[jinja]") {

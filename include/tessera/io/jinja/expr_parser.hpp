@@ -175,6 +175,14 @@ class ExprParser {
     }
     return parse_compare();
   }
+  // An integer literal's value; Error past int64 (Python's are unbounded, ours are not).
+  int64_t integer(const Token& t) {
+    int64_t v = 0;
+    for (char c : t.text)
+      if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, c - '0', &v))
+        error("integer literal out of range");
+    return v;
+  }
   ExprPtr parse_compare() {
     const Token at = cur();
     auto first = parse_math1();
@@ -274,11 +282,7 @@ class ExprParser {
         return e;
       }
       case K::integer: {
-        int64_t v = 0;
-        for (char c : at.text)
-          if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, c - '0', &v))
-            error("integer literal out of range");
-        e->value = v;
+        e->value = integer(at);
         next();
         return e;
       }
@@ -326,7 +330,7 @@ class ExprParser {
           auto n = node(Expr::Kind::item, at);
           add(*n, std::move(e));
           auto idx = node(Expr::Kind::constant, cur());
-          idx->value = static_cast<int64_t>(std::stoll(cur().text));
+          idx->value = integer(cur());
           next();
           add(*n, std::move(idx));
           e = std::move(n);

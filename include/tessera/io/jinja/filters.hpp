@@ -106,6 +106,9 @@ inline Value filter_indent(Evaluator& ev, const Value& v, Args& a) {
   const Value w = p.get(0, 4);
   const std::string pad = w.is_string() ? w.str() : std::string(static_cast<size_t>(std::clamp<int64_t>(w.as_int(), 0, 1 << 16)), ' ');
   std::vector<std::string> lines = splitlines(to_str(v) + "\n");
+  // The pad goes on every line: check the result's size before building it, not after.
+  check(lines.size() * (pad.size() + 1) <= ev.limits().max_output_bytes, "indent: ", lines.size(), " lines padded by ",
+        pad.size(), " exceed the output size limit (", ev.limits().max_output_bytes, ")");
   std::string out;
   if (truthy(p.get(2))) {
     for (size_t i = 0; i < lines.size(); ++i) out += (i ? "\n" + pad : "") + lines[i];

@@ -255,7 +255,7 @@ class Lexer {
     const char c = s_[pos_];
     auto is_digit = [&](size_t i) { return i < s_.size() && s_[i] >= '0' && s_[i] <= '9'; };
     auto digits = [&](size_t i) {  // \d+(_\d+)*
-      while (is_digit(i) || (s_[i] == '_' && is_digit(i + 1) && i > 0 && is_digit(i - 1))) ++i;
+      while (is_digit(i) || (i < s_.size() && s_[i] == '_' && is_digit(i + 1) && i > 0 && is_digit(i - 1))) ++i;
       return i;
     };
     if (c == '\'' || c == '"') {

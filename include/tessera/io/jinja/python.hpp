@@ -17,12 +17,9 @@
 
 namespace tessera::io::jinja {
 
-/// str.isspace(): the white space Python's strip(), split() and jinja2's `-` / lstrip_blocks remove.
-inline bool python_space(uint32_t cp) {
-  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
-         cp == 0x3000;
-}
+/// str.isspace(): the white space Python's strip(), split() and jinja2's `-` / lstrip_blocks remove:
+/// Unicode's White_Space (io::is_space) and the information separators U+001C..U+001F.
+inline bool python_space(uint32_t cp) { return is_space(cp) || (cp >= 0x1C && cp <= 0x1F); }
 
 /// The type's name as Python spells it, for error messages.
 inline std::string type_name(const Value& v) {

@@ -5,6 +5,8 @@
 /// forbids mutating them), so copies share storage; a namespace is the one mutable, shared object.
 #pragma once
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -38,6 +40,10 @@ struct Function {
 /// Deepest nesting of lists, dicts and namespaces: values are printed, compared and freed recursively, so a
 /// hostile template that nests one list in another in a loop must meet an Error, not a stack overflow.
 inline constexpr int kMaxNesting = 128;
+/// Most a list or dict may weigh, counting every element as often as it appears (shared ones too) and a
+/// string as its bytes: `{% set a = [a, a] %}` forty times nests only 41 deep but holds 2^40 leaves, which
+/// printing, tojson and == would walk. Bounding the weight where containers are made bounds all of them.
+inline constexpr size_t kMaxWeight = size_t{1} << 26;
 
 struct ListData;
 struct DictData;
@@ -106,6 +112,8 @@ class Value {
   bool is_tuple() const;  ///< A list written as a tuple.
   /// Nesting depth (1 for a scalar) and whether a namespace is inside: kept so that limits cost O(1).
   int depth() const;
+  /// 1 for a scalar, 1 + bytes for a string, 1 + its elements' weights for a list or dict (kMaxWeight).
+  size_t weight() const;
   bool holds_ns() const;  ///< Whether it is or contains a namespace (see NamespaceData).
   const Undefined& undefined() const { return std::get<Undefined>(v_); }  ///< Precondition: undefined.
 
@@ -118,6 +126,7 @@ struct ListData {
   std::vector<Value> items;  ///< The elements.
   bool tuple = false;        ///< Written as a tuple.
   int depth = 1;             ///< 1 + deepest element.
+  size_t weight = 1;         ///< 1 + the elements' weights.
   bool holds_ns = false;     ///< Some element is or holds a namespace.
 };
 
@@ -126,6 +135,7 @@ struct DictData {
   std::vector<std::pair<Value, Value>> items;     ///< Key, value pairs in insertion order.
   std::unordered_map<std::string, size_t> index;  ///< dict_key(key) -> position in items.
   int depth = 1;                                  ///< 1 + deepest key or value.
+  size_t weight = 1;                              ///< 1 + the keys' and values' weights.
   bool holds_ns = false;                          ///< Some value is or holds a namespace.
   /// The value for key, or nullptr. O(1) expected.
   const Value* find(const Value& key) const;
@@ -161,6 +171,12 @@ inline int Value::depth() const {
   if (kind() == Kind::function) return fn().depth;
   return 1;
 }
+inline size_t Value::weight() const {
+  if (is_list()) return std::get<std::shared_ptr<const ListData>>(v_)->weight;
+  if (is_dict()) return dict_data().weight;
+  if (kind() == Kind::string) return 1 + str().size();
+  return 1;
+}
 inline bool Value::holds_ns() const {
   if (kind() == Kind::ns) return true;
   if (is_list()) return std::get<std::shared_ptr<const ListData>>(v_)->holds_ns;
@@ -173,7 +189,9 @@ inline Value Value::list(std::vector<Value> items, bool tuple) {
   auto d = std::make_shared<ListData>();
   for (const Value& v : items) {
     d->depth = std::max(d->depth, v.depth() + 1);
+    d->weight += std::min(v.weight(), kMaxWeight);  // no overflow: each term is capped, the sum checked below
     d->holds_ns = d->holds_ns || v.holds_ns();
+    check(d->weight <= kMaxWeight, "a list of more than ", kMaxWeight, " elements and bytes (shared ones counted each time)");
   }
   check(d->depth <= kMaxNesting, "values nested deeper than ", kMaxNesting, " levels");
   d->items = std::move(items);
@@ -193,6 +211,8 @@ inline Value Value::dict(std::vector<std::pair<Value, Value>> items) {
   d->items.reserve(items.size());
   for (auto& [k, v] : items) {
     d->depth = std::max({d->depth, k.depth() + 1, v.depth() + 1});
+    d->weight += std::min(k.weight(), kMaxWeight) + std::min(v.weight(), kMaxWeight);
+    check(d->weight <= kMaxWeight, "a dict of more than ", kMaxWeight, " elements and bytes (shared ones counted each time)");
     d->holds_ns = d->holds_ns || v.holds_ns() || k.holds_ns();
     auto [it, fresh] = d->index.emplace(detail::dict_key(k), d->items.size());
     if (fresh) d->items.emplace_back(std::move(k), std::move(v));
